@@ -1,0 +1,46 @@
+"""The test template every tfp_glow bijector goes through (see STYLE.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+MODES = ("eager", "function", "xla")
+
+
+def compile_fn(fn, mode, input_signature=None):
+    """`fn` run eagerly, as a tf.function, or as an XLA-compiled tf.function."""
+    if mode == "eager":
+        return fn
+    return tf.function(fn, jit_compile=mode == "xla", input_signature=input_signature, reduce_retracing=True)
+
+
+def perturb(module: tf.Module, seed: int = 0, scale: float = 0.1) -> None:
+    """Moves every trainable variable away from its (often zero) initial value."""
+    rng = np.random.default_rng(seed)
+    for v in module.trainable_variables:
+        v.assign_add((scale * rng.standard_normal(v.shape)).astype(v.dtype.as_numpy_dtype))
+
+
+def fresh(t: tf.Tensor) -> tf.Tensor:
+    """A new tensor with t's value, so that TFP's bijector cache cannot answer."""
+    return tf.constant(np.array(t))
+
+
+def forward_jacobian_log_det(bijector, x, event_ndims: int, **kwargs) -> np.ndarray:
+    """log|det d forward / dx| per batch member, from the autodiff Jacobian.
+
+    x: [N, *event] (float64); the forward map is flattened to R^d -> R^d.
+    """
+    n = x.shape[0]
+    event_shape = list(x.shape[1:])
+    flat = tf.reshape(x, [n, -1])
+    with tf.GradientTape() as tape:
+        tape.watch(flat)
+        y = bijector.forward(tf.reshape(flat, [n] + event_shape), **kwargs)
+        y_flat = tf.reshape(y, [n, -1])
+    jacobian = tape.batch_jacobian(y_flat, flat).numpy()
+    assert jacobian.shape[1] == jacobian.shape[2], "the flattened map must be square"
+    sign, log_det = np.linalg.slogdet(jacobian)
+    assert np.all(sign != 0), "singular Jacobian"
+    return log_det

@@ -1,0 +1,40 @@
+"""tfp-glow: Glow (Kingma & Dhariwal, 2018) as TensorFlow Probability bijectors.
+
+Direction convention, as `tfp.bijectors.Glow`: forward is generative (latent ->
+image), inverse is encoding (image -> latent).
+"""
+
+from tfp_glow.bijectors import (
+    ActNorm,
+    AffineCoupling,
+    ChannelPermutation,
+    FlowStep,
+    Glow,
+    InvertibleConv1x1,
+    SplitPrior,
+    Squeeze,
+    TopPrior,
+)
+from tfp_glow.distributions import bits_per_dim, glow_distribution, quantize, reduce_bits, to_unit_range
+from tfp_glow.networks import CouplingNetwork, ZeroConv2D
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActNorm",
+    "AffineCoupling",
+    "ChannelPermutation",
+    "CouplingNetwork",
+    "FlowStep",
+    "Glow",
+    "InvertibleConv1x1",
+    "SplitPrior",
+    "Squeeze",
+    "TopPrior",
+    "ZeroConv2D",
+    "bits_per_dim",
+    "glow_distribution",
+    "quantize",
+    "reduce_bits",
+    "to_unit_range",
+]

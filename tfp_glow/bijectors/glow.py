@@ -1,0 +1,349 @@
+"""Glow: the multi-scale flow from a flat latent vector to an image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfp_glow.bijectors._base import GlowBijector
+from tfp_glow.bijectors.coupling import merge_channels, split_channels
+from tfp_glow.bijectors.flow_step import COUPLINGS, PERMUTATIONS, FlowStep
+from tfp_glow.bijectors.split_prior import SplitPrior
+from tfp_glow.bijectors.squeeze import Squeeze
+from tfp_glow.bijectors.top_prior import TopPrior
+
+__all__ = ["Glow"]
+
+
+def _positive_int(value, name):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    return int(value)
+
+
+class Glow(GlowBijector):
+    """The multi-scale Glow [1]: a flat latent [..., D] <-> an image [..., H, W, C].
+
+    Inverse (encoding, image -> latent), for levels l = 1..L:
+
+        x <- squeeze(x)                          # [H/2^l, W/2^l, ...]
+        x <- step_K(...step_1(x))                # K steps of flow
+        if l < L: (x, z_l) <- split(x)           # z_l leaves, whitened by SplitPrior
+        else:     z_L <- x                       # (whitened by TopPrior if learned)
+        z = concat(flatten(z_1), ..., flatten(z_L))
+
+    Forward (generative) runs the same maps backwards: it is the map from the
+    standard-normal latent to images, and `TransformedDistribution(N(0, I_D), glow)`
+    is the model (see `glow_distribution`). `D = H * W * C`. The flat latent holds
+    every level's piece, finest first and coarsest (top) last, so that decoding a
+    latent reproduces the image exactly; `split_latent` / `merge_latents` convert
+    between the flat vector and the per-level images of shapes `latent_shapes`.
+
+    Every ActNorm is initialized by `initialize(images)`, level by level on the real
+    activations; before that they are the identity (see `ActNorm`). With zero
+    initial output convolutions, an initialized untrained Glow's log-det is the
+    ActNorms' alone.
+
+    #### Examples
+
+    ```python
+    glow = tfp_glow.Glow(image_shape=(32, 32, 3), num_levels=3, num_steps=8,
+                         hidden_channels=64)
+    glow.initialize(images)            # once, on a real batch in [-0.5, 0.5]
+    dist = tfp_glow.glow_distribution(glow)
+    nll = -dist.log_prob(images)       # images: [N, 32, 32, 3]
+    samples = tfp_glow.glow_distribution(glow, temperature=0.7).sample(16)
+    ```
+
+    #### References
+
+    [1]: Diederik P. Kingma, Prafulla Dhariwal. Glow: Generative Flow with Invertible
+         1x1 Convolutions. In _Neural Information Processing Systems_, 2018.
+         https://arxiv.org/abs/1807.03039
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        num_levels: int,
+        num_steps: int,
+        hidden_channels: int = 512,
+        coupling: str = "affine",
+        permutation: str = "conv1x1",
+        lu_decomposed: bool = True,
+        split_prior: bool = True,
+        learn_top_prior: bool = False,
+        scale_fn: str = "sigmoid",
+        seed: int | None = None,
+        dtype: tf.DType = tf.float32,
+        validate_args: bool = False,
+        name: str = "glow",
+    ):
+        """Creates a Glow bijector.
+
+        Args:
+          image_shape: `(H, W, C)`; H and W must be divisible by `2**num_levels`.
+          num_levels: Python `int` L >= 1, the number of levels (scales).
+          num_steps: Python `int` K >= 1, steps of flow per level.
+          hidden_channels: Python `int`, width of the coupling networks. Default 512.
+          coupling: `'affine'` (default) or `'additive'`.
+          permutation: `'conv1x1'` (default), `'reverse'` or `'shuffle'`.
+          lu_decomposed: Python `bool`, LU form of the 1x1 convolutions. Default `True`.
+          split_prior: Python `bool`, learned prior N(mu(h), sigma(h)) for the
+            channels that leave at each split (default `True`); `False` models them
+            as standard normal.
+          learn_top_prior: Python `bool`, learned per-channel mean and scale of the
+            top latent (default `False`: standard normal).
+          scale_fn: the couplings' scale, `'sigmoid'` (default) or `'exp'`.
+          seed: Python `int` or `None`, seed of all initial weights.
+          dtype: `tf.DType` of the variables and images. Default `tf.float32`.
+          validate_args: Python `bool`, run-time checks of shapes and ActNorm
+            initialization. Default `False`.
+          name: Python `str` name prefixed to ops created by this class.
+
+        Raises:
+          ValueError: for a malformed `image_shape`, H or W not divisible by
+            `2**num_levels`, `num_levels` or `num_steps` < 1, or an unknown
+            `coupling` or `permutation`.
+        """
+        parameters = dict(locals())
+        image_shape = tuple(image_shape) if isinstance(image_shape, (list, tuple)) else image_shape
+        if not (
+            isinstance(image_shape, tuple)
+            and len(image_shape) == 3
+            and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in image_shape)
+        ):
+            raise ValueError(
+                f"`image_shape` must be (height, width, channels) of positive integers. "
+                f"Received: image_shape={image_shape!r}"
+            )
+        num_levels = _positive_int(num_levels, "num_levels")
+        num_steps = _positive_int(num_steps, "num_steps")
+        _positive_int(hidden_channels, "hidden_channels")
+        height, width, channels = (int(n) for n in image_shape)
+        factor = 2**num_levels
+        if height % factor or width % factor:
+            raise ValueError(
+                f"Glow with num_levels={num_levels} squeezes {num_levels} times, so the image "
+                f"height and width must be divisible by 2**num_levels = {factor}. "
+                f"Received: image_shape={image_shape!r}"
+            )
+        if coupling not in COUPLINGS:
+            raise ValueError(f"`coupling` must be one of {COUPLINGS}. Received: coupling={coupling!r}")
+        if permutation not in PERMUTATIONS:
+            raise ValueError(f"`permutation` must be one of {PERMUTATIONS}. Received: permutation={permutation!r}")
+
+        self._image_shape = (height, width, channels)
+        self._num_levels = num_levels
+        self._num_steps = num_steps
+        rng = np.random.default_rng(seed)
+        with tf.name_scope(name) as name:
+            self.squeeze = Squeeze(2, validate_args=validate_args)
+            self.steps = []
+            self.split_priors = []
+            latent_shapes = []
+            self._kept_channels = []
+            h, w, c = height, width, channels
+            for level in range(num_levels):
+                h, w, c = h // 2, w // 2, c * 4
+                self.steps.append(
+                    [
+                        FlowStep(
+                            c,
+                            hidden_channels,
+                            coupling=coupling,
+                            permutation=permutation,
+                            lu_decomposed=lu_decomposed,
+                            scale_fn=scale_fn,
+                            seed=int(rng.integers(2**31 - 2**16)),
+                            dtype=dtype,
+                            validate_args=validate_args,
+                            name=f"level{level}_step{step}",
+                        )
+                        for step in range(num_steps)
+                    ]
+                )
+                if level < num_levels - 1:
+                    if split_prior:
+                        self.split_priors.append(SplitPrior(c, dtype=dtype, name=f"level{level}_split_prior"))
+                    latent_shapes.append((h, w, c - c // 2))
+                    c = c // 2
+                    self._kept_channels.append(c)
+                else:
+                    latent_shapes.append((h, w, c))
+            self.top_prior = TopPrior(c, dtype=dtype, name="top_prior") if learn_top_prior else None
+            self._latent_shapes = tuple(latent_shapes)
+            super().__init__(
+                forward_min_event_ndims=1,
+                inverse_min_event_ndims=3,
+                validate_args=validate_args,
+                dtype=dtype,
+                parameters=parameters,
+                name=name,
+            )
+
+    # Shapes.
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self._image_shape
+
+    @property
+    def num_levels(self) -> int:
+        return self._num_levels
+
+    @property
+    def num_steps(self) -> int:
+        return self._num_steps
+
+    @property
+    def event_size(self) -> int:
+        """D = H * W * C, the size of the flat latent."""
+        return int(np.prod(self._image_shape))
+
+    @property
+    def latent_shapes(self) -> tuple[tuple[int, int, int], ...]:
+        """Shapes of the per-level latents, finest first and the top level last."""
+        return self._latent_shapes
+
+    def split_latent(self, z: tf.Tensor) -> list[tf.Tensor]:
+        """Views a flat latent [..., D] as per-level latents [..., h_l, w_l, c_l].
+
+        The pieces are in the order of `latent_shapes`: the latent that leaves at
+        the first (finest) split first, the top (coarsest) latent last.
+        """
+        z = tf.convert_to_tensor(z, dtype=self.dtype, name="z")
+        self._check_flat(z)
+        sizes = [int(np.prod(s)) for s in self._latent_shapes]
+        batch = tf.shape(z)[:-1]
+        return [
+            tf.reshape(piece, tf.concat([batch, shape], 0))
+            for piece, shape in zip(tf.split(z, sizes, axis=-1), self._latent_shapes, strict=True)
+        ]
+
+    def merge_latents(self, latents: Sequence[tf.Tensor]) -> tf.Tensor:
+        """The inverse of `split_latent`: per-level latents to the flat [..., D]."""
+        if len(latents) != self._num_levels:
+            raise ValueError(
+                f"Expected {self._num_levels} latents, one per level, of shapes {list(self._latent_shapes)}. "
+                f"Received: {len(latents)} latents"
+            )
+        flat = []
+        for latent, shape in zip(latents, self._latent_shapes, strict=True):
+            latent = tf.convert_to_tensor(latent, dtype=self.dtype)
+            if latent.shape.rank is not None and tuple(latent.shape[-3:]) != shape and None not in latent.shape[-3:]:
+                raise ValueError(
+                    f"Expected latents of shapes {list(self._latent_shapes)}. Received: shape={latent.shape.as_list()}"
+                )
+            flat.append(tf.reshape(latent, tf.concat([tf.shape(latent)[:-3], [-1]], 0)))
+        return tf.concat(flat, axis=-1)
+
+    def _check_flat(self, z):
+        if z.shape.rank == 0 or (z.shape.rank is not None and z.shape[-1] not in (None, self.event_size)):
+            raise ValueError(
+                f"Glow expects flat latents of shape [..., {self.event_size}]. Received: shape={z.shape.as_list()}"
+            )
+
+    def _check_image(self, x):
+        shape = x.shape
+        if shape.rank is not None and (
+            shape.rank < 3 or any(d is not None and d != e for d, e in zip(shape[-3:], self._image_shape, strict=True))
+        ):
+            raise ValueError(
+                f"Glow expects images of shape [..., {', '.join(map(str, self._image_shape))}]. "
+                f"Received: shape={shape.as_list()}"
+            )
+
+    def _forward_event_shape(self, input_shape):
+        return input_shape[:-1].concatenate(self._image_shape)
+
+    def _forward_event_shape_tensor(self, input_shape):
+        return tf.concat([input_shape[:-1], self._image_shape], 0)
+
+    def _inverse_event_shape(self, output_shape):
+        return output_shape[:-3].concatenate([self.event_size])
+
+    def _inverse_event_shape_tensor(self, output_shape):
+        return tf.concat([output_shape[:-3], [self.event_size]], 0)
+
+    # The two directions.
+
+    def _inverse_and_log_det(self, y, **conditioning):
+        self._check_image(y)
+        return self._encode(y, initialize=False, conditioning=conditioning)
+
+    def _encode(self, x, initialize, conditioning):
+        latents = []
+        log_det = tf.zeros(tf.shape(x)[:-3], x.dtype)
+        for level in range(self._num_levels):
+            x = self.squeeze.forward_and_log_det(x)[0]
+            for step in self.steps[level]:
+                if initialize:
+                    x = step.initialize(x, **conditioning)
+                else:
+                    x, ldj = step.inverse_and_log_det(x, **conditioning)
+                    log_det += ldj
+            if level < self._num_levels - 1:
+                if self.split_priors:
+                    x, ldj = self.split_priors[level].inverse_and_log_det(x)
+                    log_det += ldj
+                x, z = split_channels(x, self._kept_channels[level])
+                latents.append(z)
+        if self.top_prior is not None:
+            x, ldj = self.top_prior.inverse_and_log_det(x)
+            log_det += ldj
+        latents.append(x)
+        return self.merge_latents(latents), log_det
+
+    def _forward_and_log_det(self, z, **conditioning):
+        self._check_flat(z)
+        latents = self.split_latent(z)
+        x = latents[-1]
+        log_det = tf.zeros(tf.shape(z)[:-1], z.dtype)
+        if self.top_prior is not None:
+            x, ldj = self.top_prior.forward_and_log_det(x)
+            log_det += ldj
+        for level in reversed(range(self._num_levels)):
+            if level < self._num_levels - 1:
+                x = merge_channels(x, latents[level])
+                if self.split_priors:
+                    x, ldj = self.split_priors[level].forward_and_log_det(x)
+                    log_det += ldj
+            for step in reversed(self.steps[level]):
+                x, ldj = step.forward_and_log_det(x, **conditioning)
+                log_det += ldj
+            x = self.squeeze.inverse_and_log_det(x)[0]
+        return x, log_det
+
+    def initialize(self, images: tf.Tensor, **conditioning) -> tf.Tensor:
+        """Data-dependent initialization of every ActNorm, level by level; idempotent.
+
+        Runs the encoding direction on a real batch, initializing each ActNorm (in
+        the steps and in the coupling networks) on the activations that actually
+        reach it. ActNorms already initialized keep their parameters.
+
+        Args:
+          images: float `Tensor` [N, H, W, C], a real batch (the paper uses a few
+            hundred images) in the model's input range.
+          **conditioning: conditioning inputs of the couplings, if any.
+
+        Returns:
+          The flat latent `inverse(images)` after initialization.
+        """
+        images = tf.convert_to_tensor(images, dtype=self.dtype, name="images")
+        self._check_image(images)
+        self._cache.clear()
+        return self._encode(images, initialize=True, conditioning=conditioning)[0]
+
+    @property
+    def actnorms(self):
+        """Every ActNorm of the flow, in encoding order (for checking initialization)."""
+        found = []
+        for level in self.steps:
+            for step in level:
+                found.append(step.actnorm)
+                network = step.coupling.conditioner
+                found.extend(m for m in (getattr(network, "actnorm_in", None), getattr(network, "actnorm_hidden", None)) if m)
+        return found

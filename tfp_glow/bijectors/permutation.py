@@ -1,0 +1,94 @@
+"""ChannelPermutation: the fixed channel orders of the paper's ablation (reverse, shuffle)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfp_glow.bijectors._base import GlowBijector, batch_shape_of, check_image
+
+__all__ = ["ChannelPermutation"]
+
+_KINDS = ("reverse", "shuffle")
+
+
+class ChannelPermutation(GlowBijector):
+    """A fixed permutation of the channels of images [..., H, W, C].
+
+    Forward (generative): `y[..., i] = x[..., perm[i]]`; inverse (encoding):
+    `x[..., perm[i]] = y[..., i]`. Volume-preserving: both log-dets are 0.
+
+    `kind='reverse'` reverses the channels (RealNVP's fixed permutation, the paper's
+    "reverse" baseline); `kind='shuffle'` draws a fixed random permutation from
+    `seed`; or pass an explicit `permutation`. The permutation is stored in a
+    non-trainable variable, so a checkpoint keeps the order it was trained with.
+    It is the same map as `tfb.Permute(permutation, axis=-1)` on the channel axis.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kind: str = "reverse",
+        permutation: Sequence[int] | None = None,
+        seed: int | None = None,
+        validate_args: bool = False,
+        name: str = "channel_permutation",
+    ):
+        """Creates a ChannelPermutation.
+
+        Args:
+          channels: Python `int`, the number of channels C.
+          kind: `'reverse'` (default) or `'shuffle'`; ignored when `permutation` is given.
+          permutation: optional explicit permutation of `range(channels)`.
+          seed: Python `int` or `None`, seed of the `'shuffle'` order.
+          validate_args: Python `bool`, unused apart from TFP's own checks.
+          name: Python `str` name prefixed to ops created by this class.
+
+        Raises:
+          ValueError: for an unknown `kind` or a `permutation` that is not one of
+            `range(channels)`.
+        """
+        parameters = dict(locals())
+        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+            raise ValueError(f"`channels` must be a positive integer. Received: channels={channels!r}")
+        if permutation is None:
+            if kind == "reverse":
+                permutation = np.arange(channels)[::-1]
+            elif kind == "shuffle":
+                permutation = np.random.default_rng(seed).permutation(channels)
+            else:
+                raise ValueError(f"`kind` must be one of {_KINDS}. Received: kind={kind!r}")
+        permutation = np.asarray(permutation)
+        if sorted(permutation.tolist()) != list(range(channels)):
+            raise ValueError(
+                f"`permutation` must be a permutation of range({channels}). "
+                f"Received: permutation={permutation.tolist()}"
+            )
+        with tf.name_scope(name) as name:
+            self._channels = channels
+            self.permutation = tf.Variable(permutation.astype(np.int32), trainable=False, name="permutation")
+            super().__init__(
+                forward_min_event_ndims=3,
+                is_constant_jacobian=True,
+                validate_args=validate_args,
+                parameters=parameters,
+                name=name,
+            )
+
+    @property
+    def channels(self) -> int:
+        return self._channels
+
+    def _zeros(self, t):
+        return tf.zeros(batch_shape_of(t), t.dtype)
+
+    def _forward_and_log_det(self, x):
+        check_image(x, self._channels, self.name)
+        return tf.gather(x, self.permutation, axis=-1), self._zeros(x)
+
+    def _inverse_and_log_det(self, y):
+        check_image(y, self._channels, self.name)
+        inverse_permutation = tf.math.invert_permutation(self.permutation)
+        return tf.gather(y, inverse_permutation, axis=-1), self._zeros(y)

@@ -1,0 +1,102 @@
+"""SplitPrior: the learned prior of the half of the channels that leaves the flow."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tfp_glow.bijectors._base import GlowBijector, check_image
+from tfp_glow.bijectors.coupling import merge_channels, split_channels
+from tfp_glow.networks.conv import ZeroConv2D
+
+__all__ = ["SplitPrior"]
+
+
+class SplitPrior(GlowBijector):
+    """The learned prior N(mu(h), sigma(h)) of the channels that leave at a split.
+
+    At the end of every Glow level but the last, the channels split into the half h
+    that stays (C_h = C // 2) and the half z that leaves. The reference code's
+    `split2d` models z as N(mu(h), sigma(h)), with mu and log sigma from a
+    zero-initialized 3x3 convolution over h. As a bijector on [..., H, W, C]:
+
+    Forward (generative, noise -> latent), for standard-normal noise eps:
+
+        (h, eps) -> (h, z),      z = mu(h) + sigma(h) * eps
+
+    Inverse (encoding):
+
+        (h, z) -> (h, eps),      eps = (z - mu(h)) / sigma(h)
+
+    `log|det J_forward| = sum(log sigma(h))`. So the base distribution of the whole
+    model stays a standard normal and temperature is the scale of that base. At
+    initialization mu = 0 and sigma = 1: the prior is a standard normal and the
+    bijector the identity.
+
+    #### References
+
+    [1]: Diederik P. Kingma, Prafulla Dhariwal. Glow: Generative Flow with Invertible
+         1x1 Convolutions. In _Neural Information Processing Systems_, 2018.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        dtype: tf.DType = tf.float32,
+        validate_args: bool = False,
+        name: str = "split_prior",
+    ):
+        """Creates a SplitPrior.
+
+        Args:
+          channels: Python `int` >= 2, the channels C before the split.
+          dtype: `tf.DType` of the variables and inputs. Default `tf.float32`.
+          validate_args: Python `bool`, check shapes at run time.
+          name: Python `str` name prefixed to ops created by this class.
+
+        Raises:
+          ValueError: if `channels` < 2.
+        """
+        parameters = dict(locals())
+        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 2:
+            raise ValueError(f"`channels` must be an integer >= 2. Received: channels={channels!r}")
+        with tf.name_scope(name) as name:
+            self._channels = channels
+            self._channels_kept = channels // 2
+            self.prior_network = ZeroConv2D(
+                self._channels_kept, 2 * (channels - self._channels_kept), 3, dtype=dtype, name="prior_conv"
+            )
+            super().__init__(
+                forward_min_event_ndims=3,
+                validate_args=validate_args,
+                dtype=dtype,
+                parameters=parameters,
+                name=name,
+            )
+
+    @property
+    def channels(self) -> int:
+        return self._channels
+
+    @property
+    def channels_kept(self) -> int:
+        """C // 2, the channels that stay in the flow."""
+        return self._channels_kept
+
+    def mean_and_log_scale(self, h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """mu(h) and log sigma(h) of the leaving channels, given the kept ones."""
+        out = self.prior_network(h)
+        return out[..., 0::2], out[..., 1::2]
+
+    def _forward_and_log_det(self, x):
+        check_image(x, self._channels, self.name)
+        h, eps = split_channels(x, self._channels_kept)
+        mean, log_scale = self.mean_and_log_scale(h)
+        z = mean + tf.exp(log_scale) * eps
+        return merge_channels(h, z), tf.reduce_sum(log_scale, axis=[-3, -2, -1])
+
+    def _inverse_and_log_det(self, y):
+        check_image(y, self._channels, self.name)
+        h, z = split_channels(y, self._channels_kept)
+        mean, log_scale = self.mean_and_log_scale(h)
+        eps = (z - mean) * tf.exp(-log_scale)
+        return merge_channels(h, eps), -tf.reduce_sum(log_scale, axis=[-3, -2, -1])

@@ -1,0 +1,62 @@
+"""The paper's coupling conditioner: conv3x3 -> ActNorm -> ReLU -> conv1x1 -> ActNorm -> ReLU -> zero conv3x3."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tfp_glow.bijectors.actnorm import ActNorm
+from tfp_glow.networks.conv import Conv2D, ZeroConv2D
+
+__all__ = ["CouplingNetwork"]
+
+
+class CouplingNetwork(tf.Module):
+    """The conditioner NN() of Glow's affine coupling layer [1].
+
+        h = relu(actnorm_1(conv3x3(x)))
+        h = relu(actnorm_2(conv1x1(h)))
+        out = zero_conv3x3(h)            # exactly 0 at initialization
+
+    Maps [..., H, W, in_channels] to [..., H, W, out_channels]. The ActNorms
+    normalize in the encoding direction (their `inverse`) and are initialized from
+    data by `initialize(x)`, which `AffineCoupling.initialize` calls on the real
+    activations.
+
+    #### References
+
+    [1]: Diederik P. Kingma, Prafulla Dhariwal. Glow: Generative Flow with Invertible
+         1x1 Convolutions. In _Neural Information Processing Systems_, 2018.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int = 512,
+        seed: int | None = None,
+        dtype: tf.DType = tf.float32,
+        name: str = "coupling_network",
+    ):
+        super().__init__(name=name)
+        if hidden_channels < 1:
+            raise ValueError(
+                f"`hidden_channels` must be a positive integer. Received: hidden_channels={hidden_channels!r}"
+            )
+        seed2 = None if seed is None else seed + 1
+        with self.name_scope:
+            self.conv_in = Conv2D(in_channels, hidden_channels, 3, seed=seed, dtype=dtype, name="conv_in")
+            self.actnorm_in = ActNorm(hidden_channels, dtype=dtype, name="actnorm_in")
+            self.conv_hidden = Conv2D(hidden_channels, hidden_channels, 1, seed=seed2, dtype=dtype, name="conv_hidden")
+            self.actnorm_hidden = ActNorm(hidden_channels, dtype=dtype, name="actnorm_hidden")
+            self.conv_out = ZeroConv2D(hidden_channels, out_channels, 3, dtype=dtype, name="conv_out")
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        h = tf.nn.relu(self.actnorm_in.inverse_and_log_det(self.conv_in(x))[0])
+        h = tf.nn.relu(self.actnorm_hidden.inverse_and_log_det(self.conv_hidden(h))[0])
+        return self.conv_out(h)
+
+    def initialize(self, x: tf.Tensor) -> tf.Tensor:
+        """Initializes both ActNorms on the activations of `x`; returns the output."""
+        h = tf.nn.relu(self.actnorm_in.initialize(self.conv_in(x)))
+        h = tf.nn.relu(self.actnorm_hidden.initialize(self.conv_hidden(h)))
+        return self.conv_out(h)
