@@ -273,12 +273,16 @@ def test_folder_center_crop_and_resize(tmp_path):
     spec = f"folder:{tmp_path}"
     # Square target: the center 4x4 rows, exactly.
     np.testing.assert_array_equal(data.load_numpy(spec, image_shape=(4, 4, 3)), images[:, 1:5])
-    small = data.load_numpy(spec, image_shape=(2, 2, 3))
-    expected = tf.image.resize(images[:, 1:5].astype(np.float32), (2, 2), method="area")
+    # Shrinking 4x4 to 3x3 averages areas (bilinear sampling would differ).
+    small = data.load_numpy(spec, image_shape=(3, 3, 3))
+    expected = tf.image.resize(images[:, 1:5].astype(np.float32), (3, 3), method="area")
     np.testing.assert_array_equal(small, np.round(expected.numpy()).astype(np.uint8))
     large = data.load(spec, image_shape=(9, 12, 3))
     assert large.element_spec.shape == (None, 9, 12, 3)
-    assert _collect(large).shape == (2, 9, 12, 3)
+    # Aspect 3:4 keeps the center 3x4 rows (1:4), then enlarges bilinearly.
+    center = images[:, 1:4].astype(np.float32)
+    expected = tf.image.resize(center, (9, 12), method="bilinear", antialias=True)
+    np.testing.assert_array_equal(_collect(large), np.round(expected.numpy()).astype(np.uint8))
 
 
 def test_folder_mismatched_shapes_name_the_file(tmp_path):

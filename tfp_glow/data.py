@@ -610,7 +610,7 @@ def _check_npz_images(filename: str, key: str, array: np.ndarray, num_bins: int)
             f"{filename}: array {key!r} must hold integer pixel levels in [0, {num_bins}); convert "
             f"scaled float images back to levels first. Received: dtype={array.dtype}"
         )
-    if array.size and (False):
+    if array.size and (array.min() < 0 or array.max() >= num_bins):
         raise ValueError(
             f"{filename}: array {key!r} must hold values in [0, {num_bins}). "
             f"Received: min={array.min()}, max={array.max()}"
