@@ -4,6 +4,7 @@ Direction convention, as `tfp.bijectors.Glow`: forward is generative (latent ->
 image), inverse is encoding (image -> latent).
 """
 
+from tfp_glow import data
 from tfp_glow.bijectors import (
     ActNorm,
     AffineCoupling,
@@ -16,6 +17,7 @@ from tfp_glow.bijectors import (
     TopPrior,
 )
 from tfp_glow.distributions import bits_per_dim, glow_distribution, quantize, reduce_bits, to_unit_range
+from tfp_glow.models import PRESETS, GlowModel, LinearWarmup, default_optimizer
 from tfp_glow.networks import CouplingNetwork, ZeroConv2D
 
 __version__ = "0.1.0"
@@ -27,12 +29,17 @@ __all__ = [
     "CouplingNetwork",
     "FlowStep",
     "Glow",
+    "GlowModel",
+    "LinearWarmup",
+    "PRESETS",
     "InvertibleConv1x1",
     "SplitPrior",
     "Squeeze",
     "TopPrior",
     "ZeroConv2D",
     "bits_per_dim",
+    "data",
+    "default_optimizer",
     "glow_distribution",
     "quantize",
     "reduce_bits",

@@ -1,0 +1,30 @@
+"""Named configurations of GlowModel: the paper's models and small ones for CPUs."""
+
+from __future__ import annotations
+
+__all__ = ["PRESETS", "preset_config"]
+
+# Paper (Kingma & Dhariwal 2018, Table 2 and Appendix): CIFAR-10 L=3, K=32, width 512,
+# affine; ImageNet 32x32 L=3, K=48; ImageNet 64x64 L=4, K=48; CelebA-HQ 5-bit, additive.
+PRESETS: dict[str, dict] = {
+    # scikit-learn's 8x8 digits, 17 grey levels: small enough to train in minutes on a CPU.
+    "digits": dict(
+        image_shape=(8, 8, 1), num_levels=2, num_steps=8, hidden_channels=64, num_bins=17, learn_top_prior=True
+    ),
+    "mnist": dict(image_shape=(28, 28, 1), num_levels=2, num_steps=16, hidden_channels=128, n_bits=8),
+    "cifar10": dict(image_shape=(32, 32, 3), num_levels=3, num_steps=32, hidden_channels=512, n_bits=8),
+    "celeba64": dict(
+        image_shape=(64, 64, 3), num_levels=4, num_steps=32, hidden_channels=512, n_bits=5, coupling="additive"
+    ),
+    "imagenet32": dict(image_shape=(32, 32, 3), num_levels=3, num_steps=48, hidden_channels=512, n_bits=8),
+    "imagenet64": dict(image_shape=(64, 64, 3), num_levels=4, num_steps=48, hidden_channels=512, n_bits=8),
+}
+
+
+def preset_config(name: str, **overrides) -> dict:
+    """The constructor arguments of preset `name`, updated with `overrides`."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}. Expected one of {sorted(PRESETS)}. Received: name={name!r}")
+    config = dict(PRESETS[name])
+    config.update(overrides)
+    return config

@@ -1,0 +1,49 @@
+"""The paper's learning-rate schedule: linear warm-up to a constant rate."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = ["LinearWarmup", "default_optimizer"]
+
+
+@keras.saving.register_keras_serializable(package="tfp_glow")
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """lr(step) = learning_rate * min(1, (step + 1) / warmup_steps), as the reference code."""
+
+    def __init__(self, learning_rate: float = 1e-3, warmup_steps: int = 200):
+        if not learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={learning_rate!r}")
+        if warmup_steps < 0:
+            raise ValueError(f"`warmup_steps` must be >= 0. Received: warmup_steps={warmup_steps!r}")
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        fraction = ops.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1))
+        return self.learning_rate * fraction
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
+
+
+def default_optimizer(
+    learning_rate: float = 1e-3,
+    warmup_steps: int = 200,
+    clipnorm: float | None = None,
+    name: str = "adam",
+) -> keras.optimizers.Optimizer:
+    """Adam (or Adamax, `name='adamax'`) with the paper's lr 1e-3 and linear warm-up.
+
+    Args:
+      learning_rate: Python `float`, the rate after warm-up. Default 1e-3.
+      warmup_steps: Python `int`, steps of the linear warm-up. Default 200.
+      clipnorm: optional global gradient-norm clip (Keras's `global_clipnorm`).
+      name: `'adam'` (default) or `'adamax'`.
+    """
+    optimizers = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
+    if name not in optimizers:
+        raise ValueError(f"`name` must be one of {sorted(optimizers)}. Received: name={name!r}")
+    return optimizers[name](learning_rate=LinearWarmup(learning_rate, warmup_steps), global_clipnorm=clipnorm)
