@@ -94,17 +94,16 @@ def test_extreme_log_s_keeps_w_invertible_and_log_det_finite(value):
     assert np.all(np.isfinite(fldj)) and np.all(np.isfinite(ildj))
     np.testing.assert_allclose(np.broadcast_to(fldj, [2]), -2 * 2 * 4 * value, rtol=1e-12)
     np.testing.assert_allclose(np.broadcast_to(ildj, [2]), 2 * 2 * 4 * value, rtol=1e-12)
-    # The diagonal of U is sign_s * exp(log_s): it shrinks or grows but keeps its signs,
-    # so det W = det(P) * prod(diag U) never reaches or crosses zero.
+    # W = P L U still holds, with U's diagonal sign_s * exp(log_s): it shrinks or grows
+    # but keeps its signs, so det W = det(P) * prod(diag U) never reaches or crosses zero.
     _, lower, upper = lu_factors(conv)
     np.testing.assert_array_equal(np.sign(np.diag(upper)), sign_s)
     assert np.all(np.diag(upper) != 0)
     w, w_inv = conv.matrix().numpy(), conv.inverse_matrix().numpy()
+    np.testing.assert_allclose(w, p @ lower @ upper, rtol=1e-12, atol=1e-12)
     assert np.all(np.isfinite(w)) and np.all(np.isfinite(w_inv))
-    assert np.linalg.slogdet(w)[0] != 0
-    # W^{-1} is assembled from the factors: P L U W^{-1} = I factor by factor.
-    np.testing.assert_allclose(np.linalg.solve(p @ lower, w_inv @ p @ lower) @ upper, np.eye(4), atol=1e-8)
-    if value > 0:  # well conditioned: the generative direction undoes the encoding one
+    if value > 0:  # well conditioned: W^{-1} = U^{-1} L^{-1} P^T numerically too
+        np.testing.assert_allclose(upper @ w_inv @ p @ lower, np.eye(4), atol=1e-8)
         y = conv.inverse(fresh(x))
         np.testing.assert_allclose(conv.forward(fresh(y)).numpy(), x.numpy(), rtol=1e-8, atol=1e-8)
 
@@ -151,21 +150,28 @@ def test_xla_matches_eager_including_gradients(lu):
     x = tf.random.stateless_normal([2, 2, 2, 4], [0, 5])
 
     def step(x):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=True) as tape:
             z = conv.inverse(x)
             ildj = conv.inverse_log_det_jacobian(x, event_ndims=3)
-            loss = tf.reduce_sum(ildj)
-        return z, conv.forward(z), ildj, tape.gradient(loss, conv.trainable_variables)
+            nll = tf.reduce_sum(0.5 * tf.square(z)) - tf.reduce_sum(ildj)
+            log_abs_det = conv.log_abs_det()
+        grads = tape.gradient(nll, conv.trainable_variables)
+        log_det_grads = tape.gradient(log_abs_det, conv.trainable_variables)
+        return z, conv.forward(z), ildj, grads, log_det_grads
 
-    z, x_back, ildj, grads = tf.function(step, jit_compile=True)(x)
-    z_eager, _, ildj_eager, grads_eager = step(fresh(x))
+    z, x_back, ildj, grads, log_det_grads = tf.function(step, jit_compile=True)(x)
+    z_eager, _, ildj_eager, grads_eager, _ = step(fresh(x))
     np.testing.assert_allclose(z.numpy(), z_eager.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(x_back.numpy(), x.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ildj.numpy(), ildj_eager.numpy(), rtol=1e-5, atol=1e-5)
     for g, g_eager in zip(grads, grads_eager, strict=True):
         assert g is not None
         np.testing.assert_allclose(g.numpy(), g_eager.numpy(), rtol=1e-4, atol=1e-4)
-    if not lu:
-        # d log|det W| / dW = W^{-T}, times H * W_img = 4 pixels.
+    if lu:
+        # d sum(log_s) / d log_s = 1.
+        index = [v.ref() for v in conv.trainable_variables].index(conv.log_s.ref())
+        np.testing.assert_allclose(log_det_grads[index].numpy(), 1.0, rtol=1e-6)
+    else:
+        # d log|det W| / dW = W^{-T}.
         w = conv.weight.numpy().astype(np.float64)
-        np.testing.assert_allclose(grads[0].numpy(), 4 * np.linalg.inv(w).T, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(log_det_grads[0].numpy(), np.linalg.inv(w).T, rtol=1e-4, atol=1e-4)

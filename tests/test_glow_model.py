@@ -1,0 +1,210 @@
+"""GlowModel: Keras tracking, training, saving, sampling, encoding."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfp_glow
+from tfp_glow import data
+
+TINY = dict(num_levels=2, num_steps=1, hidden_channels=8, seed=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load_numpy("digits", "train")[:256], data.load_numpy("digits", "test")[:64]
+
+
+@pytest.fixture(scope="module")
+def trained(digits, tmp_path_factory):
+    """A tiny digits model after a short fit, saved as .keras and as a checkpoint."""
+    train, test = digits
+    model = tfp_glow.GlowModel.from_preset("digits", **TINY)
+    model.compile(optimizer=tfp_glow.default_optimizer(3e-3, warmup_steps=2))
+    before = float(tf.reduce_mean(model.bits_per_dim(train)))  # identity-like flow, uninitialized
+    model.initialize(train)
+    initialized = float(tf.reduce_mean(model.bits_per_dim(train)))
+    history = model.fit(train, batch_size=64, epochs=3, verbose=0)
+    folder = tmp_path_factory.mktemp("trained")
+    model.save(folder / "model.keras")
+    tf.train.Checkpoint(model=model).write(str(folder / "ckpt"))
+    return dict(model=model, folder=folder, before=before, initialized=initialized, history=history.history)
+
+
+def test_every_flow_variable_is_tracked_by_keras_once():
+    model = tfp_glow.GlowModel.from_preset("digits", **TINY)
+    glow = model.bijector
+    assert len(model.trainable_variables) == len(glow.trainable_variables)
+    underlying = [v.value for v in model.weights if isinstance(v, keras.Variable)]
+    assert len({id(v) for v in underlying}) == len(underlying)  # each once
+    assert {id(v) for v in underlying} == {id(v) for v in glow.variables}
+    assert {id(v.value) for v in model.trainable_variables} == {id(v) for v in glow.trainable_variables}
+    # ActNorm state is saved with the weights, but never trained.
+    flags = {id(a.initialized) for a in glow.actnorms}
+    assert flags <= {id(v.value) for v in model.non_trainable_variables}
+
+
+def test_fit_lowers_bits_per_dim_and_moves_every_weight(trained, digits):
+    train, _ = digits
+    model = trained["model"]
+    after = float(tf.reduce_mean(model.bits_per_dim(train)))
+    assert after < trained["initialized"] - 0.05
+    assert trained["history"]["bits_per_dim"][-1] < trained["history"]["bits_per_dim"][0]
+    assert set(trained["history"]) == {"loss", "bits_per_dim"}
+    # ActNorm initialization alone already beats the identity-like uninitialized flow.
+    assert trained["initialized"] < trained["before"]
+
+
+def test_keras_file_round_trip_is_exact(trained, digits):
+    _, test = digits
+    model = trained["model"]
+    loaded = keras.models.load_model(trained["folder"] / "model.keras")
+    assert isinstance(loaded, tfp_glow.GlowModel)
+    np.testing.assert_array_equal(loaded.log_prob(test).numpy(), model.log_prob(test).numpy())
+    np.testing.assert_array_equal(loaded.sample(4, seed=3).numpy(), model.sample(4, seed=3).numpy())
+    assert loaded.is_initialized()
+    # The optimizer came back built, with its state.
+    assert int(loaded.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) > 0
+
+
+def test_checkpoint_round_trip_is_exact(trained, digits):
+    _, test = digits
+    fresh = tfp_glow.GlowModel.from_preset("digits", **{**TINY, "seed": 99})
+    assert not fresh.is_initialized()
+    tf.train.Checkpoint(model=fresh).read(str(trained["folder"] / "ckpt")).assert_existing_objects_matched()
+    assert fresh.is_initialized()
+    np.testing.assert_array_equal(fresh.log_prob(test).numpy(), trained["model"].log_prob(test).numpy())
+
+
+def test_actnorm_is_never_initialized_again(trained, digits, monkeypatch):
+    train, _ = digits
+    loaded = keras.models.load_model(trained["folder"] / "model.keras")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("ActNorm re-initialized")
+
+    monkeypatch.setattr(loaded.bijector, "initialize", fail)
+    loaded.fit(train[:64], batch_size=64, epochs=1, verbose=0)  # a second fit, after a reload
+    values = [a.loc.numpy().copy() for a in trained["model"].bijector.actnorms]
+    trained["model"].initialize(train[::-1] // 2)  # explicit: idempotent
+    for before, a in zip(values, trained["model"].bijector.actnorms, strict=True):
+        np.testing.assert_array_equal(before, a.loc.numpy())
+
+
+def test_sample_is_deterministic_for_a_seed_and_in_range(trained):
+    model = trained["model"]
+    a, b, c = model.sample(6, seed=1), model.sample(6, seed=1), model.sample(6, seed=2)
+    assert a.dtype == tf.uint8 and a.shape == (6, 8, 8, 1)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert not np.array_equal(a.numpy(), c.numpy())
+    assert int(tf.reduce_max(a)) < 17
+    # Temperature 0 decodes the zero latent.
+    np.testing.assert_array_equal(model.sample(2, temperature=0.0, seed=5).numpy(),
+                                  model.decode(tf.zeros([2, 64])).numpy())
+
+
+def test_decode_of_encode_is_exact(trained, digits):
+    _, test = digits
+    model = trained["model"]
+    z = model.encode(test)
+    assert z.shape == (len(test), 64)
+    assert [p.shape[1:] for p in model.bijector.split_latent(z)] == [(4, 4, 2), (2, 2, 8)]
+    np.testing.assert_array_equal(model.decode(z).numpy(), test)
+    x = model.preprocess(test)
+    assert float(tf.reduce_max(tf.abs(model.bijector.forward(z) - x))) <= 1e-4
+
+
+def test_bits_per_dim_is_log_prob_in_bits():
+    model = tfp_glow.GlowModel.from_preset("digits", **TINY)
+    images = data.load_numpy("digits", "test")[:4]
+    expected = -(model.log_prob(images).numpy() - 64 * np.log(17)) / (64 * np.log(2))
+    np.testing.assert_allclose(model.bits_per_dim(images).numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(model(images).numpy(), expected, rtol=1e-5)
+
+
+def test_n_bit_reduction_happens_inside_the_model():
+    model = tfp_glow.GlowModel((8, 8, 3), num_levels=1, num_steps=1, hidden_channels=4, n_bits=5, seed=0)
+    assert model.num_bins == 32
+    images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
+    x = model.preprocess(images)
+    np.testing.assert_allclose(x.numpy(), (images // 8 + 0.5) / 32 - 0.5, atol=1e-6)
+    decoded = model.decode(model.encode(images)).numpy()
+    np.testing.assert_array_equal(decoded, (images // 8) * 8)  # 5-bit levels back on the 8-bit scale
+
+
+def test_config_round_trip():
+    model = tfp_glow.GlowModel.from_preset("digits", **TINY)
+    config = model.get_config()
+    clone = tfp_glow.GlowModel.from_config(config)
+    assert clone.get_config() == config
+    assert config["num_bins"] == 17 and config["image_shape"] == [8, 8, 1]
+    assert len(clone.trainable_variables) == len(model.trainable_variables)
+
+
+def test_presets():
+    assert set(tfp_glow.PRESETS) == {"digits", "mnist", "cifar10", "celeba64", "imagenet32", "imagenet64"}
+    cifar = tfp_glow.PRESETS["cifar10"]
+    assert (cifar["num_levels"], cifar["num_steps"], cifar["hidden_channels"]) == (3, 32, 512)
+    model = tfp_glow.GlowModel.from_preset("mnist", num_steps=1, hidden_channels=4)
+    assert model.image_shape == (28, 28, 1) and model.bijector.num_levels == 2
+    with pytest.raises(ValueError, match="Unknown preset 'nope'"):
+        tfp_glow.GlowModel.from_preset("nope")
+
+
+def test_learned_top_prior_starts_at_zero_and_trains(trained):
+    glow = trained["model"].bijector
+    assert glow.top_prior is not None
+    fresh_prior = tfp_glow.GlowModel.from_preset("digits", **TINY).bijector.top_prior
+    assert not np.any(fresh_prior.mean.numpy()) and not np.any(fresh_prior.log_scale.numpy())
+    assert np.any(glow.top_prior.mean.numpy() != 0.0)
+
+
+def test_warmup_schedule_and_default_optimizer():
+    schedule = tfp_glow.LinearWarmup(1e-3, warmup_steps=10)
+    np.testing.assert_allclose(float(schedule(0)), 1e-4, rtol=1e-6)
+    np.testing.assert_allclose(float(schedule(9)), 1e-3, rtol=1e-6)
+    np.testing.assert_allclose(float(schedule(1000)), 1e-3, rtol=1e-6)
+    optimizer = tfp_glow.default_optimizer(2e-3, 5, clipnorm=1.0, name="adamax")
+    assert isinstance(optimizer, keras.optimizers.Adamax) and optimizer.global_clipnorm == 1.0
+    with pytest.raises(ValueError, match="name='sgd'"):
+        tfp_glow.default_optimizer(name="sgd")
+
+
+@pytest.mark.parametrize(
+    "images, error, message",
+    [
+        (np.zeros([2, 8, 8, 1], np.float32), TypeError, "integer images.*Received: dtype=float32"),
+        (np.zeros([2, 8, 8, 3], np.uint8), ValueError, r"\[batch, 8, 8, 1\].*Received: shape=\[2, 8, 8, 3\]"),
+        (np.full([2, 8, 8, 1], 17, np.uint8), tf.errors.InvalidArgumentError, "must be < 17"),
+        (np.full([2, 8, 8, 1], -1, np.int32), tf.errors.InvalidArgumentError, "must be >= 0"),
+    ],
+)
+def test_bad_images(images, error, message):
+    model = tfp_glow.GlowModel.from_preset("digits", **TINY)
+    with pytest.raises(error, match=message):
+        model.log_prob(images)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(n_bits=9), "n_bits=9"),
+        (dict(num_bins=1), "num_bins=1"),
+        (dict(init_batch_size=0), "init_batch_size=0"),
+        (dict(num_levels=0), "num_levels=0"),
+    ],
+)
+def test_bad_configuration(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tfp_glow.GlowModel((8, 8, 1), **{"num_steps": 1, "hidden_channels": 4, **kwargs})
+
+
+def test_bad_sample_arguments():
+    model = tfp_glow.GlowModel.from_preset("digits", **TINY)
+    with pytest.raises(ValueError, match="num=0"):
+        model.sample(0)
+    with pytest.raises(ValueError, match="temperature=-1"):
+        model.sample(2, temperature=-1)
