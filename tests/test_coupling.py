@@ -39,8 +39,12 @@ class TupleConditioner(tf.Module):
     def __init__(self, channels_a=2, channels_b=2):
         super().__init__()
         rng = np.random.default_rng(0)
-        self.shift_kernel = tf.Variable(rng.standard_normal((channels_a, channels_b)).astype(np.float32))
-        self.scale_kernel = tf.Variable(rng.standard_normal((channels_a, channels_b)).astype(np.float32))
+        self.shift_kernel = tf.Variable(
+            rng.standard_normal((channels_a, channels_b)).astype(np.float32)
+        )
+        self.scale_kernel = tf.Variable(
+            rng.standard_normal((channels_a, channels_b)).astype(np.float32)
+        )
         self.calls = 0
 
     def __call__(self, x_a):
@@ -56,7 +60,9 @@ class LabelConditioner(tf.Module):
     def __init__(self, num_classes=3, channels_b=2):
         super().__init__()
         rng = np.random.default_rng(1)
-        self.embedding = tf.Variable(rng.standard_normal((num_classes, 2 * channels_b)).astype(np.float32))
+        self.embedding = tf.Variable(
+            rng.standard_normal((num_classes, 2 * channels_b)).astype(np.float32)
+        )
         self.labels_seen = []
 
     def __call__(self, x_a, label):
@@ -85,7 +91,9 @@ def test_first_half_passes_unchanged_second_half_changes(additive):
     x = images()
     for y in (coupling.forward(x), coupling.inverse(fresh(x))):
         np.testing.assert_array_equal(y[..., :2].numpy(), x[..., :2].numpy())
-        assert np.min(np.max(np.abs(y[..., 2:].numpy() - x[..., 2:].numpy()), axis=(0, 1, 2))) > 1e-3
+        assert (
+            np.min(np.max(np.abs(y[..., 2:].numpy() - x[..., 2:].numpy()), axis=(0, 1, 2))) > 1e-3
+        )
 
 
 def test_additive_log_det_is_exactly_zero_after_perturbation():
@@ -93,14 +101,20 @@ def test_additive_log_det_is_exactly_zero_after_perturbation():
     perturb(coupling, seed=2, scale=0.5)
     x = images()
     assert np.max(np.abs(coupling.forward(x).numpy() - x.numpy())) > 1e-3
-    np.testing.assert_array_equal(coupling.forward_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0)
-    np.testing.assert_array_equal(coupling.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0)
+    np.testing.assert_array_equal(
+        coupling.forward_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0
+    )
+    np.testing.assert_array_equal(
+        coupling.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0
+    )
 
 
 @pytest.mark.parametrize("value", [1e4, -1e4])
 def test_exp_scale_is_bounded_for_huge_conditioner_outputs(value):
     bound = 3.0
-    coupling = AffineCoupling(4, scale_fn="exp", log_scale_bound=bound, conditioner=ConstantConditioner(value))
+    coupling = AffineCoupling(
+        4, scale_fn="exp", log_scale_bound=bound, conditioner=ConstantConditioner(value)
+    )
     x = images()
     limit = 4 * 4 * 2 * bound  # H * W * C_b * B
     for direction in (coupling.forward_and_log_det, coupling.inverse_and_log_det):
@@ -127,7 +141,9 @@ def test_sigmoid_scale_is_finite_in_the_encoding_direction_for_huge_h(value):
     if value > 0:
         np.testing.assert_allclose(ildj.numpy(), upper, rtol=1e-5)
     else:  # s underflows to 0 without overflowing: log s = h + 2 - log sigmoid(2)
-        np.testing.assert_allclose(ildj.numpy(), 4 * 4 * 2 * (value + 2.0 + np.log1p(np.exp(-2.0))), rtol=1e-5)
+        np.testing.assert_allclose(
+            ildj.numpy(), 4 * 4 * 2 * (value + 2.0 + np.log1p(np.exp(-2.0))), rtol=1e-5
+        )
 
 
 def test_tuple_conditioner_is_used_and_tracked():
@@ -142,7 +158,9 @@ def test_tuple_conditioner_is_used_and_tracked():
     shift = x_np[..., :2] @ conditioner.shift_kernel.numpy()
     h = x_np[..., :2] @ conditioner.scale_kernel.numpy()
     log_s = -np.log1p(np.exp(-(h + 2.0))) + np.log1p(np.exp(-2.0))
-    np.testing.assert_allclose(z[..., 2:].numpy(), (x_np[..., 2:] + shift) * np.exp(log_s), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        z[..., 2:].numpy(), (x_np[..., 2:] + shift) * np.exp(log_s), rtol=1e-5, atol=1e-5
+    )
     np.testing.assert_allclose(ildj.numpy(), log_s.sum(axis=(1, 2, 3)), rtol=1e-5)
     assert var_refs([conditioner.shift_kernel, conditioner.scale_kernel]) <= var_refs(
         coupling.trainable_variables
@@ -162,9 +180,9 @@ def test_keras_layer_conditioner_variables_are_tracked_and_trained():
     x = images()
     with tf.GradientTape() as tape:
         z = coupling.inverse(x)
-        log_prob = -0.5 * tf.reduce_sum(tf.square(z), axis=[1, 2, 3]) + coupling.inverse_log_det_jacobian(
-            x, event_ndims=3
-        )
+        log_prob = -0.5 * tf.reduce_sum(
+            tf.square(z), axis=[1, 2, 3]
+        ) + coupling.inverse_log_det_jacobian(x, event_ndims=3)
         loss = -tf.reduce_mean(log_prob)
     grads = tape.gradient(loss, coupling.trainable_variables)
     assert len(grads) == len(coupling.trainable_variables) >= 2
@@ -183,7 +201,9 @@ def test_conditioning_kwargs_reach_the_conditioner():
     y_b = coupling.forward(fresh(x), label=label_b)
     assert conditioner.labels_seen[-1] is label_b
     assert np.max(np.abs(y_a.numpy() - y_b.numpy())) > 1e-3
-    np.testing.assert_allclose(coupling.inverse(fresh(y_a), label=label_a).numpy(), x.numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        coupling.inverse(fresh(y_a), label=label_a).numpy(), x.numpy(), atol=1e-5
+    )
     # The wrong label does not invert it.
     assert np.max(np.abs(coupling.inverse(fresh(y_a), label=label_b).numpy() - x.numpy())) > 1e-3
 

@@ -137,16 +137,17 @@ def _expected_parameters(image_shape, num_levels, num_steps, hidden, lu, split_p
         step_scalars = (
             2 * c  # ActNorm
             + (2 * c * c + c if lu else c * c)  # 1x1 conv: lower, upper, log_s (or W)
-            + 9 * c_a * hidden + 2 * hidden  # conv3x3 + ActNorm
+            # 3x3 convolutions see one more input channel: the border indicator (edge bias).
+            + 9 * (c_a + 1) * hidden + 2 * hidden  # conv3x3 + ActNorm
             + hidden * hidden + 2 * hidden  # conv1x1 + ActNorm
-            + 9 * hidden * 2 * c_b + 2 * 2 * c_b  # zero conv3x3: kernel, bias, logs
+            + 9 * (hidden + 1) * 2 * c_b + 2 * 2 * c_b  # zero conv3x3: kernel, bias, logs
         )
         variables += num_steps * step_vars
         scalars += num_steps * step_scalars
         if level < num_levels - 1:
             if split_prior:
                 variables += 3
-                scalars += 9 * c_a * 2 * c_b + 2 * 2 * c_b
+                scalars += 9 * (c_a + 1) * 2 * c_b + 2 * 2 * c_b
             c = c_a
     if learn_top_prior:
         variables += 2

@@ -1,4 +1,4 @@
-"""Tests of `tfp_glow.InvertibleConv1x1` beyond the generic contract: W, its factors, its log-det."""
+"""Tests of `tfp_glow.InvertibleConv1x1` beyond the generic contract: W, its factors, log-det."""
 
 from __future__ import annotations
 
@@ -174,4 +174,6 @@ def test_xla_matches_eager_including_gradients(lu):
     else:
         # d log|det W| / dW = W^{-T}.
         w = conv.weight.numpy().astype(np.float64)
-        np.testing.assert_allclose(log_det_grads[0].numpy(), np.linalg.inv(w).T, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            log_det_grads[0].numpy(), np.linalg.inv(w).T, rtol=1e-4, atol=1e-4
+        )

@@ -46,10 +46,18 @@ def test_explicit_permutation_matches_tfp_permute():
     permute = tfp.bijectors.Permute(perm, axis=-1)
     x = images()
     np.testing.assert_array_equal(permutation.forward(x).numpy(), x.numpy()[..., perm])
-    np.testing.assert_array_equal(permutation.forward(fresh(x)).numpy(), permute.forward(fresh(x)).numpy())
-    np.testing.assert_array_equal(permutation.inverse(fresh(x)).numpy(), permute.inverse(fresh(x)).numpy())
-    np.testing.assert_array_equal(permutation.forward_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0)
-    np.testing.assert_array_equal(permutation.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0)
+    np.testing.assert_array_equal(
+        permutation.forward(fresh(x)).numpy(), permute.forward(fresh(x)).numpy()
+    )
+    np.testing.assert_array_equal(
+        permutation.inverse(fresh(x)).numpy(), permute.inverse(fresh(x)).numpy()
+    )
+    np.testing.assert_array_equal(
+        permutation.forward_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0
+    )
+    np.testing.assert_array_equal(
+        permutation.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0
+    )
 
 
 def test_unknown_kind_is_a_value_error():
@@ -59,7 +67,11 @@ def test_unknown_kind_is_a_value_error():
 
 @pytest.mark.parametrize(
     "perm, received",
-    [([0, 0, 1, 2], r"\[0, 0, 1, 2\]"), ([0, 1, 2], r"\[0, 1, 2\]"), ([1, 2, 3, 4], r"\[1, 2, 3, 4\]")],
+    [
+        ([0, 0, 1, 2], r"\[0, 0, 1, 2\]"),
+        ([0, 1, 2], r"\[0, 1, 2\]"),
+        ([1, 2, 3, 4], r"\[1, 2, 3, 4\]"),
+    ],
     ids=["repeated", "too_short", "out_of_range"],
 )
 def test_non_permutation_is_a_value_error(perm, received):

@@ -12,9 +12,6 @@ from tfp_glow.networks.coupling_network import CouplingNetwork
 __all__ = ["AffineCoupling", "split_channels", "merge_channels"]
 
 _SCALE_FNS = ("sigmoid", "exp")
-# sigmoid(h + 2) at h = 0, the reference scale of an untrained coupling; dividing by
-# it makes the untrained coupling exactly the identity.
-_LOG_SIGMOID_2 = -0.12692801104297263
 
 
 def split_channels(x: tf.Tensor, channels_first_half: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -170,7 +167,9 @@ class AffineCoupling(GlowBijector):
         if self._additive:
             return shift, None
         if self._scale_fn == "sigmoid":
-            log_scale = tf.math.log_sigmoid(h + 2.0) - tf.cast(_LOG_SIGMOID_2, h.dtype)
+            # Dividing by sigmoid(2), computed by the same op in h's dtype, makes an
+            # untrained coupling (h = 0) exactly the identity.
+            log_scale = tf.math.log_sigmoid(h + 2.0) - tf.math.log_sigmoid(tf.constant(2.0, h.dtype))
         else:
             bound = tf.cast(self._log_scale_bound, h.dtype)
             log_scale = bound * tf.tanh(h / bound)

@@ -121,6 +121,10 @@ class Squeeze(GlowBijector):
     def _inverse_event_shape(self, output_shape):
         f = self._factor
         h, w, c = output_shape[-3:]
+        if c is not None and c % (f * f):
+            raise ValueError(
+                f"Squeeze's inverse needs channels divisible by {f * f}. Received: shape={list(output_shape)}"
+            )
         div = lambda n, k: None if n is None else n // k
         mul = lambda n, k: None if n is None else n * k
         return output_shape[:-3].concatenate([mul(h, f), mul(w, f), div(c, f * f)])

@@ -8,10 +8,17 @@ import tensorflow as tf
 __all__ = ["Conv2D", "ZeroConv2D", "conv2d"]
 
 
-def conv2d(x: tf.Tensor, kernel: tf.Variable | tf.Tensor) -> tf.Tensor:
-    """'SAME' convolution of images with any leading batch dimensions [..., H, W, C]."""
+def conv2d(x: tf.Tensor, kernel: tf.Variable | tf.Tensor, edge_bias: bool = False) -> tf.Tensor:
+    """'SAME' convolution of images with any leading batch dimensions [..., H, W, C].
+
+    With `edge_bias`, a channel of ones joins the input: zero padding turns it into
+    a border indicator, so the convolution knows where the image ends (the
+    reference code's `add_edge_padding`); `kernel` then has C + 1 input channels.
+    """
     shape = tf.shape(x)
     flat = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))
+    if edge_bias:
+        flat = tf.concat([flat, tf.ones_like(flat[..., :1])], axis=-1)
     out = tf.nn.conv2d(flat, kernel, strides=1, padding="SAME")
     return tf.reshape(out, tf.concat([shape[:-1], tf.shape(out)[-1:]], 0))
 
@@ -19,7 +26,8 @@ def conv2d(x: tf.Tensor, kernel: tf.Variable | tf.Tensor) -> tf.Tensor:
 class Conv2D(tf.Module):
     """Convolution without bias (the ActNorm that follows it has one).
 
-    Weights start from N(0, 0.05^2), as in the reference code.
+    Weights start from N(0, 0.05^2), as in the reference code. `edge_bias` (default
+    for kernels larger than 1x1) adds the border-indicator input of `conv2d`.
     """
 
     def __init__(
@@ -27,20 +35,22 @@ class Conv2D(tf.Module):
         in_channels: int,
         out_channels: int,
         kernel_size: int = 3,
+        edge_bias: bool | None = None,
         seed: int | None = None,
         dtype: tf.DType = tf.float32,
         name: str = "conv2d",
     ):
         super().__init__(name=name)
         rng = np.random.default_rng(seed)
-        shape = (kernel_size, kernel_size, in_channels, out_channels)
+        self._edge_bias = kernel_size > 1 if edge_bias is None else edge_bias
+        shape = (kernel_size, kernel_size, in_channels + self._edge_bias, out_channels)
         with self.name_scope:
             self.kernel = tf.Variable(
                 (0.05 * rng.standard_normal(shape)).astype(dtype.as_numpy_dtype), name="kernel"
             )
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        return conv2d(x, self.kernel)
+        return conv2d(x, self.kernel, self._edge_bias)
 
 
 class ZeroConv2D(tf.Module):
@@ -51,7 +61,7 @@ class ZeroConv2D(tf.Module):
     All three start at zero, so the output starts at exactly zero: the coupling and
     the split prior that end with it start as the identity and a standard normal.
     The factor 3 (the reference code's `logscale_factor`) speeds up the learning of
-    the output scale.
+    the output scale. `edge_bias` as in `Conv2D`.
     """
 
     def __init__(
@@ -60,16 +70,18 @@ class ZeroConv2D(tf.Module):
         out_channels: int,
         kernel_size: int = 3,
         logscale_factor: float = 3.0,
+        edge_bias: bool | None = None,
         dtype: tf.DType = tf.float32,
         name: str = "zero_conv2d",
     ):
         super().__init__(name=name)
         self._logscale_factor = logscale_factor
+        self._edge_bias = kernel_size > 1 if edge_bias is None else edge_bias
         with self.name_scope:
-            shape = (kernel_size, kernel_size, in_channels, out_channels)
+            shape = (kernel_size, kernel_size, in_channels + self._edge_bias, out_channels)
             self.kernel = tf.Variable(tf.zeros(shape, dtype), name="kernel")
             self.bias = tf.Variable(tf.zeros([out_channels], dtype), name="bias")
             self.logs = tf.Variable(tf.zeros([out_channels], dtype), name="logs")
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        return (conv2d(x, self.kernel) + self.bias) * tf.exp(self.logs * self._logscale_factor)
+        return (conv2d(x, self.kernel, self._edge_bias) + self.bias) * tf.exp(self.logs * self._logscale_factor)
