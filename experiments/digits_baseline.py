@@ -37,8 +37,10 @@ def main() -> None:
     train = data.load_numpy("digits", args.train_split)
     test = data.load_numpy("digits", args.test_split)
     bpd = per_pixel_bits_per_dim(train, test, info.num_bins, args.alpha)
-    print(f"per-pixel categorical baseline: {bpd:.3f} bits/dim "
-          f"(train {args.train_split}: {len(train)}, test {args.test_split}: {len(test)}, alpha {args.alpha})")
+    print(
+        f"per-pixel categorical baseline: {bpd:.3f} bits/dim "
+        f"(train {args.train_split}: {len(train)}, test {args.test_split}: {len(test)}, alpha {args.alpha})"
+    )
 
 
 if __name__ == "__main__":

@@ -60,9 +60,7 @@ def test_initialize_is_idempotent():
     np.testing.assert_array_equal(actnorm.loc.numpy(), loc)
     np.testing.assert_array_equal(actnorm.log_scale.numpy(), log_scale)
     # The second call still returns inverse(y) with the first batch's parameters.
-    np.testing.assert_allclose(
-        z.numpy(), (other.numpy() - loc) * np.exp(-log_scale), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(z.numpy(), (other.numpy() - loc) * np.exp(-log_scale), rtol=1e-5, atol=1e-5)
 
 
 def test_initialized_is_a_non_trainable_variable():
@@ -100,9 +98,7 @@ def test_identity_with_zero_log_det_before_initialization():
     x = data_batch()
     np.testing.assert_array_equal(actnorm.forward(x).numpy(), x.numpy())
     np.testing.assert_array_equal(actnorm.inverse(fresh(x)).numpy(), x.numpy())
-    np.testing.assert_array_equal(
-        actnorm.forward_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0
-    )
+    np.testing.assert_array_equal(actnorm.forward_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0)
     assert not bool(actnorm.initialized.numpy())  # using it does not initialize it
 
 

@@ -19,7 +19,10 @@ CASES = {
     ),
     "reverse": (lambda dtype: tfp_glow.ChannelPermutation(4, "reverse"), (4, 4, 4)),
     "shuffle": (lambda dtype: tfp_glow.ChannelPermutation(4, "shuffle", seed=3), (4, 4, 4)),
-    "coupling_affine": (lambda dtype: tfp_glow.AffineCoupling(4, 8, seed=2, dtype=dtype), (4, 4, 4)),
+    "coupling_affine": (
+        lambda dtype: tfp_glow.AffineCoupling(4, 8, seed=2, dtype=dtype),
+        (4, 4, 4),
+    ),
     "coupling_exp": (
         lambda dtype: tfp_glow.AffineCoupling(4, 8, scale_fn="exp", seed=2, dtype=dtype),
         (4, 4, 4),
@@ -33,8 +36,15 @@ CASES = {
     "top_prior": (lambda dtype: tfp_glow.TopPrior(4, dtype=dtype), (4, 4, 4)),
     "flow_step": (lambda dtype: tfp_glow.FlowStep(4, 8, seed=4, dtype=dtype), (4, 4, 4)),
     "glow": (
-        lambda dtype: tfp_glow.Glow((4, 4, 2), num_levels=2, num_steps=2, hidden_channels=8, seed=5,
-                                    learn_top_prior=True, dtype=dtype),
+        lambda dtype: tfp_glow.Glow(
+            (4, 4, 2),
+            num_levels=2,
+            num_steps=2,
+            hidden_channels=8,
+            seed=5,
+            learn_top_prior=True,
+            dtype=dtype,
+        ),
         (32,),
     ),
 }
@@ -112,7 +122,9 @@ def test_batch_shapes(name, batch_shape):
         # Each batch member is mapped on its own.
         flat_x = tf.reshape(x, [-1, *event_shape])
         np.testing.assert_allclose(
-            tf.reshape(y, [-1, *out_event]).numpy(), bijector.forward(fresh(flat_x)).numpy(), atol=1e-10
+            tf.reshape(y, [-1, *out_event]).numpy(),
+            bijector.forward(fresh(flat_x)).numpy(),
+            atol=1e-10,
         )
 
 
@@ -133,7 +145,9 @@ def test_parameters_move_the_output(name):
     bijector = factory(tf.float64)
     x = sample_input(bijector, event_shape, [2], tf.float64)
     if isinstance(bijector, tfp_glow.Glow):
-        bijector.initialize(tf.random.stateless_uniform((4, *bijector.image_shape), [0, 1], -0.5, 0.5, tf.float64))
+        bijector.initialize(
+            tf.random.stateless_uniform((4, *bijector.image_shape), [0, 1], -0.5, 0.5, tf.float64)
+        )
     before = bijector.forward(x).numpy()
     perturb(bijector, seed=1, scale=0.02 if name == "glow" else 0.1)
     after = bijector.forward(fresh(x)).numpy()
@@ -157,9 +171,13 @@ def test_composes_with_tfp(name):
     bijector, event_shape = make(name)
     chain = tfp.bijectors.Chain([tfp.bijectors.Shift(tf.constant(0.25, tf.float64)), bijector])
     x = sample_input(bijector, event_shape, [2], tf.float64)
-    np.testing.assert_allclose(chain.forward(x).numpy(), bijector.forward(fresh(x)).numpy() + 0.25, atol=1e-10)
+    np.testing.assert_allclose(
+        chain.forward(x).numpy(), bijector.forward(fresh(x)).numpy() + 0.25, atol=1e-10
+    )
     inverted = tfp.bijectors.Invert(bijector)
-    np.testing.assert_allclose(inverted.inverse(fresh(x)).numpy(), bijector.forward(fresh(x)).numpy(), atol=1e-10)
+    np.testing.assert_allclose(
+        inverted.inverse(fresh(x)).numpy(), bijector.forward(fresh(x)).numpy(), atol=1e-10
+    )
     base = tfp.distributions.Sample(tfp.distributions.Normal(tf.constant(0.0, tf.float64), 1.0), event_shape)
     dist = tfp.distributions.TransformedDistribution(base, bijector)
     y = dist.sample(2, seed=(1, 2))

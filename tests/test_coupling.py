@@ -39,12 +39,8 @@ class TupleConditioner(tf.Module):
     def __init__(self, channels_a=2, channels_b=2):
         super().__init__()
         rng = np.random.default_rng(0)
-        self.shift_kernel = tf.Variable(
-            rng.standard_normal((channels_a, channels_b)).astype(np.float32)
-        )
-        self.scale_kernel = tf.Variable(
-            rng.standard_normal((channels_a, channels_b)).astype(np.float32)
-        )
+        self.shift_kernel = tf.Variable(rng.standard_normal((channels_a, channels_b)).astype(np.float32))
+        self.scale_kernel = tf.Variable(rng.standard_normal((channels_a, channels_b)).astype(np.float32))
         self.calls = 0
 
     def __call__(self, x_a):
@@ -60,9 +56,7 @@ class LabelConditioner(tf.Module):
     def __init__(self, num_classes=3, channels_b=2):
         super().__init__()
         rng = np.random.default_rng(1)
-        self.embedding = tf.Variable(
-            rng.standard_normal((num_classes, 2 * channels_b)).astype(np.float32)
-        )
+        self.embedding = tf.Variable(rng.standard_normal((num_classes, 2 * channels_b)).astype(np.float32))
         self.labels_seen = []
 
     def __call__(self, x_a, label):
@@ -91,9 +85,7 @@ def test_first_half_passes_unchanged_second_half_changes(additive):
     x = images()
     for y in (coupling.forward(x), coupling.inverse(fresh(x))):
         np.testing.assert_array_equal(y[..., :2].numpy(), x[..., :2].numpy())
-        assert (
-            np.min(np.max(np.abs(y[..., 2:].numpy() - x[..., 2:].numpy()), axis=(0, 1, 2))) > 1e-3
-        )
+        assert np.min(np.max(np.abs(y[..., 2:].numpy() - x[..., 2:].numpy()), axis=(0, 1, 2))) > 1e-3
 
 
 def test_additive_log_det_is_exactly_zero_after_perturbation():
@@ -101,12 +93,8 @@ def test_additive_log_det_is_exactly_zero_after_perturbation():
     perturb(coupling, seed=2, scale=0.5)
     x = images()
     assert np.max(np.abs(coupling.forward(x).numpy() - x.numpy())) > 1e-3
-    np.testing.assert_array_equal(
-        coupling.forward_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0
-    )
-    np.testing.assert_array_equal(
-        coupling.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0
-    )
+    np.testing.assert_array_equal(coupling.forward_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0)
+    np.testing.assert_array_equal(coupling.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0)
 
 
 @pytest.mark.parametrize("value", [1e4, -1e4])
@@ -180,9 +168,9 @@ def test_keras_layer_conditioner_variables_are_tracked_and_trained():
     x = images()
     with tf.GradientTape() as tape:
         z = coupling.inverse(x)
-        log_prob = -0.5 * tf.reduce_sum(
-            tf.square(z), axis=[1, 2, 3]
-        ) + coupling.inverse_log_det_jacobian(x, event_ndims=3)
+        log_prob = -0.5 * tf.reduce_sum(tf.square(z), axis=[1, 2, 3]) + coupling.inverse_log_det_jacobian(
+            x, event_ndims=3
+        )
         loss = -tf.reduce_mean(log_prob)
     grads = tape.gradient(loss, coupling.trainable_variables)
     assert len(grads) == len(coupling.trainable_variables) >= 2
@@ -201,9 +189,7 @@ def test_conditioning_kwargs_reach_the_conditioner():
     y_b = coupling.forward(fresh(x), label=label_b)
     assert conditioner.labels_seen[-1] is label_b
     assert np.max(np.abs(y_a.numpy() - y_b.numpy())) > 1e-3
-    np.testing.assert_allclose(
-        coupling.inverse(fresh(y_a), label=label_a).numpy(), x.numpy(), atol=1e-5
-    )
+    np.testing.assert_allclose(coupling.inverse(fresh(y_a), label=label_a).numpy(), x.numpy(), atol=1e-5)
     # The wrong label does not invert it.
     assert np.max(np.abs(coupling.inverse(fresh(y_a), label=label_b).numpy() - x.numpy())) > 1e-3
 

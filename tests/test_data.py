@@ -331,9 +331,7 @@ def test_npz_keras_convention(tmp_path):
     np.testing.assert_array_equal(both, np.concatenate([x_train, x_test])[..., None])
 
 
-@pytest.mark.parametrize(
-    "image_key,label_key", [("images", "labels"), ("x", "y"), ("images", None)]
-)
+@pytest.mark.parametrize("image_key,label_key", [("images", "labels"), ("x", "y"), ("images", None)])
 def test_npz_single_array(tmp_path, image_key, label_key):
     images = _random_images(3, (2, 2, 3))
     arrays = {image_key: images.astype(np.int32)}

@@ -20,10 +20,14 @@ def test_log_det_of_flat_map_equals_autodiff_jacobian_float64():
     perturb(glow, seed=3, scale=0.02)
     z = tf.random.stateless_normal([2, 32], [1, 2], dtype=tf.float64)
     expected = forward_jacobian_log_det(glow, z, event_ndims=1)
-    np.testing.assert_allclose(glow.forward_log_det_jacobian(fresh(z), event_ndims=1).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        glow.forward_log_det_jacobian(fresh(z), event_ndims=1).numpy(), expected, rtol=1e-6
+    )
     # The encoding direction, image -> flat latent.
     x = glow.forward(fresh(z))
-    np.testing.assert_allclose(glow.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy(), -expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        glow.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy(), -expected, rtol=1e-6
+    )
 
 
 def test_deep_model_reconstructs_32x32x3_float32():
@@ -115,7 +119,9 @@ def test_initialize_inside_tf_function():
 
 
 def test_untrained_log_det_is_the_actnorms_alone():
-    glow = tfp_glow.Glow((8, 8, 2), num_levels=2, num_steps=3, hidden_channels=8, seed=7, learn_top_prior=True)
+    glow = tfp_glow.Glow(
+        (8, 8, 2), num_levels=2, num_steps=3, hidden_channels=8, seed=7, learn_top_prior=True
+    )
     x = images((8, 8, 2), n=4)
     glow.initialize(x)
     # Rotations (log|det| = 0), identity couplings, standard-normal priors:
@@ -138,9 +144,12 @@ def _expected_parameters(image_shape, num_levels, num_steps, hidden, lu, split_p
             2 * c  # ActNorm
             + (2 * c * c + c if lu else c * c)  # 1x1 conv: lower, upper, log_s (or W)
             # 3x3 convolutions see one more input channel: the border indicator (edge bias).
-            + 9 * (c_a + 1) * hidden + 2 * hidden  # conv3x3 + ActNorm
-            + hidden * hidden + 2 * hidden  # conv1x1 + ActNorm
-            + 9 * (hidden + 1) * 2 * c_b + 2 * 2 * c_b  # zero conv3x3: kernel, bias, logs
+            + 9 * (c_a + 1) * hidden
+            + 2 * hidden  # conv3x3 + ActNorm
+            + hidden * hidden
+            + 2 * hidden  # conv1x1 + ActNorm
+            + 9 * (hidden + 1) * 2 * c_b
+            + 2 * 2 * c_b  # zero conv3x3: kernel, bias, logs
         )
         variables += num_steps * step_vars
         scalars += num_steps * step_scalars
@@ -156,15 +165,23 @@ def _expected_parameters(image_shape, num_levels, num_steps, hidden, lu, split_p
 
 
 @pytest.mark.parametrize(
-    "lu, split_prior, learn_top_prior", [(True, True, False), (False, True, True), (True, False, True)]
+    "lu, split_prior, learn_top_prior",
+    [(True, True, False), (False, True, True), (True, False, True)],
 )
 def test_trainable_variables_hold_every_parameter(lu, split_prior, learn_top_prior):
     config = dict(image_shape=(8, 8, 3), num_levels=3, num_steps=2, hidden=16)
     glow = tfp_glow.Glow(
-        config["image_shape"], config["num_levels"], config["num_steps"], hidden_channels=config["hidden"],
-        lu_decomposed=lu, split_prior=split_prior, learn_top_prior=learn_top_prior,
+        config["image_shape"],
+        config["num_levels"],
+        config["num_steps"],
+        hidden_channels=config["hidden"],
+        lu_decomposed=lu,
+        split_prior=split_prior,
+        learn_top_prior=learn_top_prior,
     )
-    variables, scalars = _expected_parameters(**config, lu=lu, split_prior=split_prior, learn_top_prior=learn_top_prior)
+    variables, scalars = _expected_parameters(
+        **config, lu=lu, split_prior=split_prior, learn_top_prior=learn_top_prior
+    )
     trainable = glow.trainable_variables
     assert len(trainable) == variables
     assert len({id(v) for v in trainable}) == variables  # each once
@@ -175,7 +192,9 @@ def test_trainable_variables_hold_every_parameter(lu, split_prior, learn_top_pri
 
 
 def test_gradients_reach_every_trainable_variable():
-    glow = tfp_glow.Glow((4, 4, 1), num_levels=2, num_steps=2, hidden_channels=4, seed=8, learn_top_prior=True)
+    glow = tfp_glow.Glow(
+        (4, 4, 1), num_levels=2, num_steps=2, hidden_channels=4, seed=8, learn_top_prior=True
+    )
     x = images((4, 4, 1), n=4)
     glow.initialize(x)
     perturb(glow, seed=1, scale=0.02)
@@ -190,7 +209,9 @@ def test_gradients_reach_every_trainable_variable():
 @pytest.mark.parametrize("permutation", ["reverse", "shuffle"])
 @pytest.mark.parametrize("coupling", ["affine", "additive"])
 def test_ablation_variants_round_trip(permutation, coupling):
-    glow = tfp_glow.Glow((8, 8, 1), 2, 2, hidden_channels=8, coupling=coupling, permutation=permutation, seed=2)
+    glow = tfp_glow.Glow(
+        (8, 8, 1), 2, 2, hidden_channels=8, coupling=coupling, permutation=permutation, seed=2
+    )
     x = images((8, 8, 1), n=2)
     glow.initialize(x)
     perturb(glow, seed=4, scale=0.02)
@@ -206,14 +227,26 @@ def test_ablation_variants_round_trip(permutation, coupling):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(image_shape=(6, 8, 1), num_levels=2, num_steps=1), r"divisible by 2\*\*num_levels = 4.*\(6, 8, 1\)"),
+        (
+            dict(image_shape=(6, 8, 1), num_levels=2, num_steps=1),
+            r"divisible by 2\*\*num_levels = 4.*\(6, 8, 1\)",
+        ),
         (dict(image_shape=(8, 8), num_levels=1, num_steps=1), r"image_shape=\(8, 8\)"),
         (dict(image_shape=(8, 8, 0), num_levels=1, num_steps=1), r"image_shape=\(8, 8, 0\)"),
         (dict(image_shape=(8, 8, 1), num_levels=0, num_steps=1), "num_levels=0"),
         (dict(image_shape=(8, 8, 1), num_levels=1, num_steps=-2), "num_steps=-2"),
-        (dict(image_shape=(8, 8, 1), num_levels=1, num_steps=1, hidden_channels=0), "hidden_channels=0"),
-        (dict(image_shape=(8, 8, 1), num_levels=1, num_steps=1, coupling="cubic"), "coupling='cubic'"),
-        (dict(image_shape=(8, 8, 1), num_levels=1, num_steps=1, permutation="flip"), "permutation='flip'"),
+        (
+            dict(image_shape=(8, 8, 1), num_levels=1, num_steps=1, hidden_channels=0),
+            "hidden_channels=0",
+        ),
+        (
+            dict(image_shape=(8, 8, 1), num_levels=1, num_steps=1, coupling="cubic"),
+            "coupling='cubic'",
+        ),
+        (
+            dict(image_shape=(8, 8, 1), num_levels=1, num_steps=1, permutation="flip"),
+            "permutation='flip'",
+        ),
     ],
 )
 def test_constructor_errors(kwargs, message):

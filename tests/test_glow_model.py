@@ -102,8 +102,9 @@ def test_sample_is_deterministic_for_a_seed_and_in_range(trained):
     assert not np.array_equal(a.numpy(), c.numpy())
     assert int(tf.reduce_max(a)) < 17
     # Temperature 0 decodes the zero latent.
-    np.testing.assert_array_equal(model.sample(2, temperature=0.0, seed=5).numpy(),
-                                  model.decode(tf.zeros([2, 64])).numpy())
+    np.testing.assert_array_equal(
+        model.sample(2, temperature=0.0, seed=5).numpy(), model.decode(tf.zeros([2, 64])).numpy()
+    )
 
 
 def test_decode_of_encode_is_exact(trained, digits):
@@ -145,7 +146,14 @@ def test_config_round_trip():
 
 
 def test_presets():
-    assert set(tfp_glow.PRESETS) == {"digits", "mnist", "cifar10", "celeba64", "imagenet32", "imagenet64"}
+    assert set(tfp_glow.PRESETS) == {
+        "digits",
+        "mnist",
+        "cifar10",
+        "celeba64",
+        "imagenet32",
+        "imagenet64",
+    }
     cifar = tfp_glow.PRESETS["cifar10"]
     assert (cifar["num_levels"], cifar["num_steps"], cifar["hidden_channels"]) == (3, 32, 512)
     model = tfp_glow.GlowModel.from_preset("mnist", num_steps=1, hidden_channels=4)
@@ -177,7 +185,11 @@ def test_warmup_schedule_and_default_optimizer():
     "images, error, message",
     [
         (np.zeros([2, 8, 8, 1], np.float32), TypeError, "integer images.*Received: dtype=float32"),
-        (np.zeros([2, 8, 8, 3], np.uint8), ValueError, r"\[batch, 8, 8, 1\].*Received: shape=\[2, 8, 8, 3\]"),
+        (
+            np.zeros([2, 8, 8, 3], np.uint8),
+            ValueError,
+            r"\[batch, 8, 8, 1\].*Received: shape=\[2, 8, 8, 3\]",
+        ),
         (np.full([2, 8, 8, 1], 17, np.uint8), tf.errors.InvalidArgumentError, "must be < 17"),
         (np.full([2, 8, 8, 1], -1, np.int32), tf.errors.InvalidArgumentError, "must be >= 0"),
     ],

@@ -44,9 +44,7 @@ def test_lu_matrix_is_p_l_u():
     np.testing.assert_array_equal(np.sort(p.sum(axis=0)), 1.0)
     np.testing.assert_array_equal(np.sort(p.ravel())[:-4], 0.0)
     np.testing.assert_allclose(conv.matrix().numpy(), p @ lower @ upper, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(
-        conv.inverse_matrix().numpy() @ conv.matrix().numpy(), np.eye(4), atol=1e-10
-    )
+    np.testing.assert_allclose(conv.inverse_matrix().numpy() @ conv.matrix().numpy(), np.eye(4), atol=1e-10)
 
 
 @pytest.mark.parametrize("lu", VARIANTS.values(), ids=VARIANTS.keys())
@@ -174,6 +172,4 @@ def test_xla_matches_eager_including_gradients(lu):
     else:
         # d log|det W| / dW = W^{-T}.
         w = conv.weight.numpy().astype(np.float64)
-        np.testing.assert_allclose(
-            log_det_grads[0].numpy(), np.linalg.inv(w).T, rtol=1e-4, atol=1e-4
-        )
+        np.testing.assert_allclose(log_det_grads[0].numpy(), np.linalg.inv(w).T, rtol=1e-4, atol=1e-4)

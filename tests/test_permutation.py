@@ -46,18 +46,10 @@ def test_explicit_permutation_matches_tfp_permute():
     permute = tfp.bijectors.Permute(perm, axis=-1)
     x = images()
     np.testing.assert_array_equal(permutation.forward(x).numpy(), x.numpy()[..., perm])
-    np.testing.assert_array_equal(
-        permutation.forward(fresh(x)).numpy(), permute.forward(fresh(x)).numpy()
-    )
-    np.testing.assert_array_equal(
-        permutation.inverse(fresh(x)).numpy(), permute.inverse(fresh(x)).numpy()
-    )
-    np.testing.assert_array_equal(
-        permutation.forward_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0
-    )
-    np.testing.assert_array_equal(
-        permutation.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0
-    )
+    np.testing.assert_array_equal(permutation.forward(fresh(x)).numpy(), permute.forward(fresh(x)).numpy())
+    np.testing.assert_array_equal(permutation.inverse(fresh(x)).numpy(), permute.inverse(fresh(x)).numpy())
+    np.testing.assert_array_equal(permutation.forward_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0)
+    np.testing.assert_array_equal(permutation.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0)
 
 
 def test_unknown_kind_is_a_value_error():

@@ -24,9 +24,7 @@ def test_identity_with_standard_normal_prior_at_initialization():
     np.testing.assert_array_equal(y.numpy(), x.numpy())
     np.testing.assert_array_equal(fldj.numpy(), 0.0)
     np.testing.assert_array_equal(prior.inverse(fresh(x)).numpy(), x.numpy())
-    np.testing.assert_array_equal(
-        prior.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0
-    )
+    np.testing.assert_array_equal(prior.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0)
 
 
 def test_kept_half_passes_and_log_det_is_sum_of_log_sigma():
@@ -37,9 +35,7 @@ def test_kept_half_passes_and_log_det_is_sum_of_log_sigma():
     assert np.max(np.abs(log_scale)) > 1e-2 and np.max(np.abs(mean)) > 1e-2
     y, fldj = prior.forward_and_log_det(x)
     np.testing.assert_array_equal(y[..., :2].numpy(), x[..., :2].numpy())
-    np.testing.assert_allclose(
-        y[..., 2:].numpy(), mean + np.exp(log_scale) * x[..., 2:].numpy(), rtol=1e-12
-    )
+    np.testing.assert_allclose(y[..., 2:].numpy(), mean + np.exp(log_scale) * x[..., 2:].numpy(), rtol=1e-12)
     np.testing.assert_allclose(fldj.numpy(), log_scale.sum(axis=(1, 2, 3)), rtol=1e-12)
     z, ildj = prior.inverse_and_log_det(fresh(x))
     np.testing.assert_array_equal(z[..., :2].numpy(), x[..., :2].numpy())

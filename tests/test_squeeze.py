@@ -58,13 +58,9 @@ def test_factor_three():
 def test_inverse_is_exact(factor):
     squeeze = Squeeze(factor)
     x = random_images((2, 6, 6, 2))
-    np.testing.assert_array_equal(
-        squeeze.inverse(fresh(squeeze.forward(tf.constant(x)))).numpy(), x
-    )
+    np.testing.assert_array_equal(squeeze.inverse(fresh(squeeze.forward(tf.constant(x)))).numpy(), x)
     y = random_images((2, 2, 2, 2 * factor * factor), seed=1)
-    np.testing.assert_array_equal(
-        squeeze.forward(fresh(squeeze.inverse(tf.constant(y)))).numpy(), y
-    )
+    np.testing.assert_array_equal(squeeze.forward(fresh(squeeze.inverse(tf.constant(y)))).numpy(), y)
 
 
 def test_event_shapes():
@@ -77,12 +73,8 @@ def test_event_shapes():
     np.testing.assert_array_equal(squeeze.forward_event_shape_tensor([4, 6, 3]).numpy(), [2, 3, 12])
     np.testing.assert_array_equal(squeeze.inverse_event_shape_tensor([2, 3, 12]).numpy(), [4, 6, 3])
     squeeze3 = Squeeze(3)
-    np.testing.assert_array_equal(
-        squeeze3.forward_event_shape_tensor([6, 9, 2]).numpy(), [2, 3, 18]
-    )
-    np.testing.assert_array_equal(
-        squeeze3.inverse_event_shape_tensor([2, 3, 18]).numpy(), [6, 9, 2]
-    )
+    np.testing.assert_array_equal(squeeze3.forward_event_shape_tensor([6, 9, 2]).numpy(), [2, 3, 18])
+    np.testing.assert_array_equal(squeeze3.inverse_event_shape_tensor([2, 3, 18]).numpy(), [6, 9, 2])
     # The static shapes agree with what forward and inverse produce.
     x = tf.zeros([6, 9, 2])
     assert squeeze3.forward(x).shape == squeeze3.forward_event_shape(x.shape)
@@ -103,9 +95,7 @@ def test_log_det_is_zero():
     x = tf.constant(random_images((2, 4, 4, 3)))
     np.testing.assert_array_equal(squeeze.forward_log_det_jacobian(x, event_ndims=3).numpy(), 0.0)
     y = squeeze.forward(fresh(x))
-    np.testing.assert_array_equal(
-        squeeze.inverse_log_det_jacobian(fresh(y), event_ndims=3).numpy(), 0.0
-    )
+    np.testing.assert_array_equal(squeeze.inverse_log_det_jacobian(fresh(y), event_ndims=3).numpy(), 0.0)
 
 
 def test_indivisible_channels_in_the_inverse_is_a_value_error():

@@ -16,7 +16,13 @@ from tfp_glow.bijectors import (
     Squeeze,
     TopPrior,
 )
-from tfp_glow.distributions import bits_per_dim, glow_distribution, quantize, reduce_bits, to_unit_range
+from tfp_glow.distributions import (
+    bits_per_dim,
+    glow_distribution,
+    quantize,
+    reduce_bits,
+    to_unit_range,
+)
 from tfp_glow.models import PRESETS, GlowModel, LinearWarmup, default_optimizer
 from tfp_glow.networks import CouplingNetwork, ZeroConv2D
 

@@ -274,8 +274,7 @@ def _digits_source(image_shape: tuple[int, int, int] | None) -> _Source:
     images = bunch.images[order].astype(np.uint8)[..., np.newaxis]
     labels = bunch.target[order].astype(np.int32)
     arrays = {
-        name: (images[start:stop], labels[start:stop])
-        for name, (start, stop) in _DIGITS_SPLITS.items()
+        name: (images[start:stop], labels[start:stop]) for name, (start, stop) in _DIGITS_SPLITS.items()
     }
     return _in_memory_source("digits", arrays, num_bins=17, num_classes=10, image_shape=image_shape)
 
@@ -322,9 +321,7 @@ def _in_memory_source(
     )
 
 
-def _tfds_source(
-    name: str, image_shape: tuple[int, int, int] | None, data_dir: str | None
-) -> _Source:
+def _tfds_source(name: str, image_shape: tuple[int, int, int] | None, data_dir: str | None) -> _Source:
     import tensorflow_datasets as tfds  # Deferred: TFDS is slow to import.
 
     # `name:config` is this module's spelling; TFDS's own `name/config[:version]` passes through.
@@ -347,8 +344,7 @@ def _tfds_source(
     native = tuple(image_feature.shape)
     if len(native) != 3:
         raise ValueError(
-            f"TFDS dataset {name!r} has images of shape {native}; expected (H, W, C). "
-            f"Received: spec={spec!r}"
+            f"TFDS dataset {name!r} has images of shape {native}; expected (H, W, C). Received: spec={spec!r}"
         )
     if image_shape is None:
         if None in native:
@@ -362,8 +358,7 @@ def _tfds_source(
     # Only a class label counts as a label: its `num_classes` is what conditional models need.
     num_classes = getattr(label, "num_classes", None) if label is not None else None
     num_examples = {
-        split_name: int(split_info.num_examples)
-        for split_name, split_info in builder.info.splits.items()
+        split_name: int(split_info.num_examples) for split_name, split_info in builder.info.splits.items()
     }
 
     def examples(split: str, shuffle: bool, seed: int) -> tf.data.Dataset:
@@ -453,9 +448,7 @@ def _folder_source(spec: str, path: str, image_shape: tuple[int, int, int] | Non
         return tf.data.Dataset.from_tensor_slices((filenames, labels))
 
     return _Source(
-        info=DatasetInfo(
-            tuple(image_shape), 256, {name: len(names) for name, names in files.items()}, None
-        ),
+        info=DatasetInfo(tuple(image_shape), 256, {name: len(names) for name, names in files.items()}, None),
         examples=examples,
         decode=decode,
         shuffle_buffer=None,
@@ -602,8 +595,7 @@ def _is_int(value) -> bool:
 def _check_npz_images(filename: str, key: str, array: np.ndarray, num_bins: int) -> np.ndarray:
     if array.ndim not in (3, 4):
         raise ValueError(
-            f"{filename}: array {key!r} must be [N, H, W] or [N, H, W, C]. "
-            f"Received: shape={array.shape}"
+            f"{filename}: array {key!r} must be [N, H, W] or [N, H, W, C]. Received: shape={array.shape}"
         )
     if not np.issubdtype(array.dtype, np.integer):
         raise ValueError(

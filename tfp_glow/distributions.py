@@ -39,7 +39,9 @@ def glow_distribution(glow: Glow, temperature: float | tf.Tensor = 1.0) -> tfd.T
     """
     if not isinstance(glow, Glow):
         raise TypeError(f"`glow` must be a tfp_glow.Glow. Received: glow={glow!r}")
-    if isinstance(temperature, (int, float, np.number)) and not (math.isfinite(temperature) and temperature >= 0):
+    if isinstance(temperature, (int, float, np.number)) and not (
+        math.isfinite(temperature) and temperature >= 0
+    ):
         raise ValueError(f"`temperature` must be a finite number >= 0. Received: temperature={temperature!r}")
     temperature = tf.cast(temperature, glow.dtype)
     base = tfd.Sample(

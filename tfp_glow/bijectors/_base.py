@@ -10,88 +10,90 @@ tfb = tfp.bijectors
 
 
 class GlowBijector(tfb.Bijector):
-  """A `tfb.Bijector` whose subclasses compute output and log-det together.
+    """A `tfb.Bijector` whose subclasses compute output and log-det together.
 
-  Every Glow step needs its conditioner network to compute both the output and the
-  log-det-Jacobian, so subclasses implement
+    Every Glow step needs its conditioner network to compute both the output and the
+    log-det-Jacobian, so subclasses implement
 
-    _forward_and_log_det(x, **kwargs) -> (y, forward_log_det)
-    _inverse_and_log_det(y, **kwargs) -> (x, inverse_log_det)
+      _forward_and_log_det(x, **kwargs) -> (y, forward_log_det)
+      _inverse_and_log_det(y, **kwargs) -> (x, inverse_log_det)
 
-  with the log-det reduced over the last three (image) dimensions, and this class
-  derives TFP's `_forward`, `_inverse` and log-det methods from them. TFP's cache is
-  filled greedily (as `tfb.FFJORD` does), so `TransformedDistribution.log_prob` runs
-  the network once, not twice.
+    with the log-det reduced over the last three (image) dimensions (a scalar where
+    the Jacobian is constant: TFP broadcasts it over the batch), and this class
+    derives TFP's `_forward`, `_inverse` and log-det methods from them. TFP's cache is
+    filled greedily (as `tfb.FFJORD` does), so `TransformedDistribution.log_prob` runs
+    the network once, not twice.
 
-  `forward_and_log_det` / `inverse_and_log_det` are public (as in distrax) and skip
-  TFP's cache: composites such as `Glow` call them on fresh intermediate tensors.
+    `forward_and_log_det` / `inverse_and_log_det` are public (as in distrax) and skip
+    TFP's cache: composites such as `Glow` call them on fresh intermediate tensors.
 
-  Each instance owns its variables, so two instances never share a cache entry even
-  when their constructor arguments are equal (TFP shares caches between bijectors
-  whose `parameters` compare equal).
-  """
+    Each instance owns its variables, so two instances never share a cache entry even
+    when their constructor arguments are equal (TFP shares caches between bijectors
+    whose `parameters` compare equal).
+    """
 
-  _cache = cache_util.BijectorCacheWithGreedyAttrs(
-      forward_name="_augmented_forward", inverse_name="_augmented_inverse"
-  )
+    _cache = cache_util.BijectorCacheWithGreedyAttrs(
+        forward_name="_augmented_forward", inverse_name="_augmented_inverse"
+    )
 
-  def _get_parameterization(self):
-    return id(self)
+    def _get_parameterization(self):
+        return id(self)
 
-  # Public single-pass API.
+    # Public single-pass API.
 
-  def forward_and_log_det(self, x, **kwargs):
-    """Returns `(forward(x), forward_log_det_jacobian(x, event_ndims=3))`."""
-    return self._forward_and_log_det(x, **kwargs)
+    def forward_and_log_det(self, x, **kwargs):
+        """Returns `(forward(x), forward_log_det_jacobian(x, event_ndims=3))`."""
+        return self._forward_and_log_det(x, **kwargs)
 
-  def inverse_and_log_det(self, y, **kwargs):
-    """Returns `(inverse(y), inverse_log_det_jacobian(y, event_ndims=3))`."""
-    return self._inverse_and_log_det(y, **kwargs)
+    def inverse_and_log_det(self, y, **kwargs):
+        """Returns `(inverse(y), inverse_log_det_jacobian(y, event_ndims=3))`."""
+        return self._inverse_and_log_det(y, **kwargs)
 
-  # TFP's hooks, all derived from the two methods above.
+    # TFP's hooks, all derived from the two methods above.
 
-  def _augmented_forward(self, x, **kwargs):
-    y, fldj = self._forward_and_log_det(x, **kwargs)
-    return y, {"ildj": -fldj}
+    def _augmented_forward(self, x, **kwargs):
+        y, fldj = self._forward_and_log_det(x, **kwargs)
+        return y, {"ildj": -fldj}
 
-  def _augmented_inverse(self, y, **kwargs):
-    x, ildj = self._inverse_and_log_det(y, **kwargs)
-    return x, {"ildj": ildj}
+    def _augmented_inverse(self, y, **kwargs):
+        x, ildj = self._inverse_and_log_det(y, **kwargs)
+        return x, {"ildj": ildj}
 
-  def _forward(self, x, **kwargs):
-    return self._forward_and_log_det(x, **kwargs)[0]
+    def _forward(self, x, **kwargs):
+        return self._forward_and_log_det(x, **kwargs)[0]
 
-  def _inverse(self, y, **kwargs):
-    return self._inverse_and_log_det(y, **kwargs)[0]
+    def _inverse(self, y, **kwargs):
+        return self._inverse_and_log_det(y, **kwargs)[0]
 
-  def _forward_log_det_jacobian(self, x, **kwargs):
-    return self._forward_and_log_det(x, **kwargs)[1]
+    def _forward_log_det_jacobian(self, x, **kwargs):
+        return self._forward_and_log_det(x, **kwargs)[1]
 
-  def _inverse_log_det_jacobian(self, y, **kwargs):
-    return self._inverse_and_log_det(y, **kwargs)[1]
+    def _inverse_log_det_jacobian(self, y, **kwargs):
+        return self._inverse_and_log_det(y, **kwargs)[1]
 
 
 def check_image(x: tf.Tensor, channels: int, name: str) -> None:
-  """Raises a ValueError where the static shape of `x` is not [..., H, W, channels]."""
-  shape = x.shape
-  if shape.rank is not None and shape.rank < 3:
-    raise ValueError(
-        f"{name} expects images of shape [..., height, width, {channels}]. "
-        f"Received: shape={shape.as_list()}"
-    )
-  if shape.rank is not None and shape[-1] is not None and shape[-1] != channels:
-    raise ValueError(
-        f"{name} expects {channels} channels in the last dimension. "
-        f"Received: shape={shape.as_list()}"
-    )
+    """Raises a ValueError where the static shape of `x` is not [..., H, W, channels]."""
+    shape = x.shape
+    if shape.rank is not None and shape.rank < 3:
+        raise ValueError(
+            f"{name} expects images of shape [..., height, width, {channels}]. "
+            f"Received: shape={shape.as_list()}"
+        )
+    if shape.rank is not None and shape[-1] is not None and shape[-1] != channels:
+        raise ValueError(
+            f"{name} expects {channels} channels in the last dimension. Received: shape={shape.as_list()}"
+        )
 
 
-def spatial_size(x: tf.Tensor) -> tf.Tensor:
-  """H * W of an NHWC tensor, in x's dtype: per-pixel log-dets scale by it."""
-  shape = tf.shape(x)
-  return tf.cast(shape[-3] * shape[-2], x.dtype)
+def spatial_size(x: tf.Tensor) -> float | tf.Tensor:
+    """H * W of an NHWC tensor (a Python number where static): per-pixel log-dets scale by it."""
+    if x.shape.rank is not None and x.shape[-3] is not None and x.shape[-2] is not None:
+        return float(x.shape[-3] * x.shape[-2])
+    shape = tf.shape(x)
+    return tf.cast(shape[-3] * shape[-2], x.dtype)
 
 
 def batch_shape_of(x: tf.Tensor) -> tf.Tensor:
-  """The leading (batch) dimensions of an image tensor [..., H, W, C]."""
-  return tf.shape(x)[:-3]
+    """The leading (batch) dimensions of an image tensor [..., H, W, C]."""
+    return tf.shape(x)[:-3]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, batch_shape_of, check_image, spatial_size
+from tfp_glow.bijectors._base import GlowBijector, check_image, spatial_size
 
 __all__ = ["ActNorm"]
 
@@ -144,8 +144,7 @@ class ActNorm(GlowBijector):
         ]
 
     def _log_det(self, t):
-        ldj = spatial_size(t) * tf.reduce_sum(self.log_scale)
-        return tf.fill(batch_shape_of(t), ldj)
+        return spatial_size(t) * tf.reduce_sum(self.log_scale)
 
     def _forward_and_log_det(self, x):
         check_image(x, self._channels, self.name)

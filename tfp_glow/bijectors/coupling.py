@@ -104,7 +104,9 @@ class AffineCoupling(GlowBijector):
         if scale_fn not in _SCALE_FNS:
             raise ValueError(f"`scale_fn` must be one of {_SCALE_FNS}. Received: scale_fn={scale_fn!r}")
         if not log_scale_bound > 0:
-            raise ValueError(f"`log_scale_bound` must be positive. Received: log_scale_bound={log_scale_bound!r}")
+            raise ValueError(
+                f"`log_scale_bound` must be positive. Received: log_scale_bound={log_scale_bound!r}"
+            )
         with tf.name_scope(name) as name:
             self._channels = channels
             self._channels_a = channels // 2
@@ -124,6 +126,7 @@ class AffineCoupling(GlowBijector):
             self.conditioner = conditioner
             super().__init__(
                 forward_min_event_ndims=3,
+                is_constant_jacobian=additive,
                 validate_args=validate_args,
                 dtype=dtype,
                 parameters=parameters,
@@ -177,7 +180,7 @@ class AffineCoupling(GlowBijector):
 
     def _log_det(self, log_scale, like):
         if log_scale is None:
-            return tf.zeros(tf.shape(like)[:-3], like.dtype)
+            return tf.zeros([], like.dtype)  # additive: volume-preserving
         return tf.reduce_sum(log_scale, axis=[-3, -2, -1])
 
     def _forward_and_log_det(self, x, **conditioning):

@@ -68,17 +68,28 @@ class FlowStep(GlowBijector):
         if coupling not in COUPLINGS:
             raise ValueError(f"`coupling` must be one of {COUPLINGS}. Received: coupling={coupling!r}")
         if permutation not in PERMUTATIONS:
-            raise ValueError(f"`permutation` must be one of {PERMUTATIONS}. Received: permutation={permutation!r}")
+            raise ValueError(
+                f"`permutation` must be one of {PERMUTATIONS}. Received: permutation={permutation!r}"
+            )
         seeds = [None, None] if seed is None else [seed, seed + 7919]
         with tf.name_scope(name) as name:
             self.actnorm = ActNorm(channels, dtype=dtype, validate_args=validate_args, name="actnorm")
             if permutation == "conv1x1":
                 self.permutation = InvertibleConv1x1(
-                    channels, lu_decomposed, seed=seeds[0], dtype=dtype, validate_args=validate_args, name="conv1x1"
+                    channels,
+                    lu_decomposed,
+                    seed=seeds[0],
+                    dtype=dtype,
+                    validate_args=validate_args,
+                    name="conv1x1",
                 )
             else:
                 self.permutation = ChannelPermutation(
-                    channels, kind=permutation, seed=seeds[0], validate_args=validate_args, name=permutation
+                    channels,
+                    kind=permutation,
+                    seed=seeds[0],
+                    validate_args=validate_args,
+                    name=permutation,
                 )
             self.coupling = AffineCoupling(
                 channels,

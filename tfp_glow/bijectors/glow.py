@@ -23,6 +23,12 @@ def _positive_int(value, name):
     return int(value)
 
 
+def _per_example(log_det, flat_batch, batch_shape):
+    """A log-det summed as scalars and [N] vectors, shaped as the caller's batch."""
+    log_det = tf.broadcast_to(tf.cast(log_det, flat_batch.dtype), tf.shape(flat_batch)[:1])
+    return tf.reshape(log_det, batch_shape)
+
+
 class Glow(GlowBijector):
     """The multi-scale Glow [1]: a flat latent [..., D] <-> an image [..., H, W, C].
 
@@ -113,7 +119,9 @@ class Glow(GlowBijector):
         if not (
             isinstance(image_shape, tuple)
             and len(image_shape) == 3
-            and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in image_shape)
+            and all(
+                isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in image_shape
+            )
         ):
             raise ValueError(
                 f"`image_shape` must be (height, width, channels) of positive integers. "
@@ -133,7 +141,9 @@ class Glow(GlowBijector):
         if coupling not in COUPLINGS:
             raise ValueError(f"`coupling` must be one of {COUPLINGS}. Received: coupling={coupling!r}")
         if permutation not in PERMUTATIONS:
-            raise ValueError(f"`permutation` must be one of {PERMUTATIONS}. Received: permutation={permutation!r}")
+            raise ValueError(
+                f"`permutation` must be one of {PERMUTATIONS}. Received: permutation={permutation!r}"
+            )
 
         self._image_shape = (height, width, channels)
         self._num_levels = num_levels
@@ -233,7 +243,11 @@ class Glow(GlowBijector):
         flat = []
         for latent, shape in zip(latents, self._latent_shapes, strict=True):
             latent = tf.convert_to_tensor(latent, dtype=self.dtype)
-            if latent.shape.rank is not None and tuple(latent.shape[-3:]) != shape and None not in latent.shape[-3:]:
+            if (
+                latent.shape.rank is not None
+                and tuple(latent.shape[-3:]) != shape
+                and None not in latent.shape[-3:]
+            ):
                 raise ValueError(
                     f"Expected latents of shapes {list(self._latent_shapes)}. Received: shape={latent.shape.as_list()}"
                 )
@@ -249,7 +263,8 @@ class Glow(GlowBijector):
     def _check_image(self, x):
         shape = x.shape
         if shape.rank is not None and (
-            shape.rank < 3 or any(d is not None and d != e for d, e in zip(shape[-3:], self._image_shape, strict=True))
+            shape.rank < 3
+            or any(d is not None and d != e for d, e in zip(shape[-3:], self._image_shape, strict=True))
         ):
             raise ValueError(
                 f"Glow expects images of shape [..., {', '.join(map(str, self._image_shape))}]. "
@@ -274,9 +289,14 @@ class Glow(GlowBijector):
         self._check_image(y)
         return self._encode(y, initialize=False, conditioning=conditioning)
 
-    def _encode(self, x, initialize, conditioning):
+    # Both directions work on one flat batch dimension (fewer ops to trace and run)
+    # and restore the caller's batch shape at the end.
+
+    def _encode(self, images, initialize, conditioning):
+        batch_shape = tf.shape(images)[:-3]
+        x = tf.reshape(images, [-1, *self._image_shape])
         latents = []
-        log_det = tf.zeros(tf.shape(x)[:-3], x.dtype)
+        log_det = 0.0
         for level in range(self._num_levels):
             x = self.squeeze.forward_and_log_det(x)[0]
             for step in self.steps[level]:
@@ -295,13 +315,16 @@ class Glow(GlowBijector):
             x, ldj = self.top_prior.inverse_and_log_det(x)
             log_det += ldj
         latents.append(x)
-        return self.merge_latents(latents), log_det
+        flat = self.merge_latents(latents)
+        z = tf.reshape(flat, tf.concat([batch_shape, [self.event_size]], 0))
+        return z, _per_example(log_det, flat, batch_shape)
 
     def _forward_and_log_det(self, z, **conditioning):
         self._check_flat(z)
-        latents = self.split_latent(z)
+        batch_shape = tf.shape(z)[:-1]
+        latents = self.split_latent(tf.reshape(z, [-1, self.event_size]))
         x = latents[-1]
-        log_det = tf.zeros(tf.shape(z)[:-1], z.dtype)
+        log_det = 0.0
         if self.top_prior is not None:
             x, ldj = self.top_prior.forward_and_log_det(x)
             log_det += ldj
@@ -315,7 +338,8 @@ class Glow(GlowBijector):
                 x, ldj = step.forward_and_log_det(x, **conditioning)
                 log_det += ldj
             x = self.squeeze.inverse_and_log_det(x)[0]
-        return x, log_det
+        images = tf.reshape(x, tf.concat([batch_shape, self._image_shape], 0))
+        return images, _per_example(log_det, x, batch_shape)
 
     def initialize(self, images: tf.Tensor, **conditioning) -> tf.Tensor:
         """Data-dependent initialization of every ActNorm, level by level; idempotent.
@@ -345,5 +369,12 @@ class Glow(GlowBijector):
             for step in level:
                 found.append(step.actnorm)
                 network = step.coupling.conditioner
-                found.extend(m for m in (getattr(network, "actnorm_in", None), getattr(network, "actnorm_hidden", None)) if m)
+                found.extend(
+                    m
+                    for m in (
+                        getattr(network, "actnorm_in", None),
+                        getattr(network, "actnorm_hidden", None),
+                    )
+                    if m
+                )
         return found

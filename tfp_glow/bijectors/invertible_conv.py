@@ -6,7 +6,7 @@ import numpy as np
 import scipy.linalg
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, batch_shape_of, check_image, spatial_size
+from tfp_glow.bijectors._base import GlowBijector, check_image, spatial_size
 
 __all__ = ["InvertibleConv1x1", "random_rotation"]
 
@@ -86,8 +86,12 @@ class InvertibleConv1x1(GlowBijector):
                 p, lower, upper = scipy.linalg.lu(w)  # w = p @ lower @ upper
                 s = np.diag(upper)
                 # Fixed parts are non-trainable variables, so that checkpoints keep them.
-                self.permutation = tf.Variable(p.astype(dtype.as_numpy_dtype), trainable=False, name="permutation")
-                self.sign_s = tf.Variable(np.sign(s).astype(dtype.as_numpy_dtype), trainable=False, name="sign_s")
+                self.permutation = tf.Variable(
+                    p.astype(dtype.as_numpy_dtype), trainable=False, name="permutation"
+                )
+                self.sign_s = tf.Variable(
+                    np.sign(s).astype(dtype.as_numpy_dtype), trainable=False, name="sign_s"
+                )
                 self.lower = tf.Variable(np.tril(lower, -1).astype(dtype.as_numpy_dtype), name="lower")
                 self.upper = tf.Variable(np.triu(upper, 1).astype(dtype.as_numpy_dtype), name="upper")
                 self.log_s = tf.Variable(np.log(np.abs(s)).astype(dtype.as_numpy_dtype), name="log_s")
@@ -165,7 +169,7 @@ class InvertibleConv1x1(GlowBijector):
             return tf.reshape(out, tf.shape(t))
 
     def _log_det(self, t):
-        return tf.fill(batch_shape_of(t), spatial_size(t) * self.log_abs_det())
+        return spatial_size(t) * self.log_abs_det()
 
     def _forward_and_log_det(self, x):
         return self._apply(self.inverse_matrix(), x), -self._log_det(x)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, batch_shape_of, check_image
+from tfp_glow.bijectors._base import GlowBijector, check_image
 
 __all__ = ["ChannelPermutation"]
 
@@ -82,7 +82,7 @@ class ChannelPermutation(GlowBijector):
         return self._channels
 
     def _zeros(self, t):
-        return tf.zeros(batch_shape_of(t), t.dtype)
+        return tf.zeros([], t.dtype)
 
     def _forward_and_log_det(self, x):
         check_image(x, self._channels, self.name)

@@ -63,7 +63,11 @@ class SplitPrior(GlowBijector):
             self._channels = channels
             self._channels_kept = channels // 2
             self.prior_network = ZeroConv2D(
-                self._channels_kept, 2 * (channels - self._channels_kept), 3, dtype=dtype, name="prior_conv"
+                self._channels_kept,
+                2 * (channels - self._channels_kept),
+                3,
+                dtype=dtype,
+                name="prior_conv",
             )
             super().__init__(
                 forward_min_event_ndims=3,

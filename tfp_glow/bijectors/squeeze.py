@@ -77,28 +77,33 @@ class Squeeze(GlowBijector):
         if self.validate_args:
             assertions.append(
                 tf.debugging.assert_equal(
-                    (h % f) + (w % f), 0, message=f"Squeeze: height and width must be divisible by {f}."
+                    (h % f) + (w % f),
+                    0,
+                    message=f"Squeeze: height and width must be divisible by {f}.",
                 )
             )
         with tf.control_dependencies(assertions):
             t = tf.reshape(x, [-1, h // f, f, w // f, f, c])
         t = tf.transpose(t, [0, 1, 3, 5, 2, 4])
+        if x.shape.rank == 4:
+            return tf.reshape(t, [-1, h // f, w // f, c * f * f])
         return tf.reshape(t, tf.concat([batch, [h // f, w // f, c * f * f]], axis=0))
 
     def _depth_to_space(self, y):
         f = self._factor
         if y.shape.rank and y.shape[-1] is not None and y.shape[-1] % (f * f):
             raise ValueError(
-                f"Squeeze's inverse needs channels divisible by {f * f}. "
-                f"Received: shape={y.shape.as_list()}"
+                f"Squeeze's inverse needs channels divisible by {f * f}. Received: shape={y.shape.as_list()}"
             )
         batch, (h, w, c) = batch_shape_of(y), _image_dims(y)
         t = tf.reshape(y, [-1, h, w, c // (f * f), f, f])
         t = tf.transpose(t, [0, 1, 4, 2, 5, 3])
+        if y.shape.rank == 4:
+            return tf.reshape(t, [-1, h * f, w * f, c // (f * f)])
         return tf.reshape(t, tf.concat([batch, [h * f, w * f, c // (f * f)]], axis=0))
 
     def _zeros(self, t):
-        return tf.zeros(batch_shape_of(t), t.dtype)
+        return tf.zeros([], t.dtype)
 
     def _forward_and_log_det(self, x):
         return self._space_to_depth(x), self._zeros(x)
@@ -116,7 +121,13 @@ class Squeeze(GlowBijector):
 
     def _forward_event_shape_tensor(self, input_shape):
         f = self._factor
-        return tf.concat([input_shape[:-3], [input_shape[-3] // f, input_shape[-2] // f, input_shape[-1] * f * f]], 0)
+        return tf.concat(
+            [
+                input_shape[:-3],
+                [input_shape[-3] // f, input_shape[-2] // f, input_shape[-1] * f * f],
+            ],
+            0,
+        )
 
     def _inverse_event_shape(self, output_shape):
         f = self._factor
@@ -131,4 +142,10 @@ class Squeeze(GlowBijector):
 
     def _inverse_event_shape_tensor(self, output_shape):
         f = self._factor
-        return tf.concat([output_shape[:-3], [output_shape[-3] * f, output_shape[-2] * f, output_shape[-1] // (f * f)]], 0)
+        return tf.concat(
+            [
+                output_shape[:-3],
+                [output_shape[-3] * f, output_shape[-2] * f, output_shape[-1] // (f * f)],
+            ],
+            0,
+        )

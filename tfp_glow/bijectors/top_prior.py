@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, batch_shape_of, check_image, spatial_size
+from tfp_glow.bijectors._base import GlowBijector, check_image, spatial_size
 
 __all__ = ["TopPrior"]
 
@@ -50,7 +50,7 @@ class TopPrior(GlowBijector):
             )
 
     def _log_det(self, t):
-        return tf.fill(batch_shape_of(t), spatial_size(t) * tf.reduce_sum(self.log_scale))
+        return spatial_size(t) * tf.reduce_sum(self.log_scale)
 
     def _forward_and_log_det(self, x):
         check_image(x, self._channels, self.name)

@@ -9,7 +9,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_glow.bijectors.glow import Glow
-from tfp_glow.distributions import bits_per_dim, glow_distribution, quantize, reduce_bits, to_unit_range
+from tfp_glow.distributions import (
+    bits_per_dim,
+    glow_distribution,
+    quantize,
+    reduce_bits,
+    to_unit_range,
+)
 from tfp_glow.models.presets import preset_config
 from tfp_glow.models.schedules import default_optimizer
 
@@ -99,9 +105,13 @@ class GlowModel(keras.Model):
         elif not isinstance(num_bins, int) or num_bins < 2:
             raise ValueError(f"`num_bins` must be an integer >= 2. Received: num_bins={num_bins!r}")
         if not isinstance(init_batch_size, int) or init_batch_size < 1:
-            raise ValueError(f"`init_batch_size` must be a positive integer. Received: init_batch_size={init_batch_size!r}")
+            raise ValueError(
+                f"`init_batch_size` must be a positive integer. Received: init_batch_size={init_batch_size!r}"
+            )
         self._config = dict(
-            image_shape=tuple(int(n) for n in image_shape) if isinstance(image_shape, (list, tuple)) else image_shape,
+            image_shape=tuple(int(n) for n in image_shape)
+            if isinstance(image_shape, (list, tuple))
+            else image_shape,
             num_levels=num_levels,
             num_steps=num_steps,
             hidden_channels=hidden_channels,
@@ -199,7 +209,8 @@ class GlowModel(keras.Model):
                 f"Received: dtype={images.dtype.name}"
             )
         if images.shape.rank is not None and (
-            images.shape.rank != 4 or any(d is not None and d != e for d, e in zip(images.shape[1:], self.image_shape))
+            images.shape.rank != 4
+            or any(d is not None and d != e for d, e in zip(images.shape[1:], self.image_shape))
         ):
             raise ValueError(
                 f"GlowModel expects images of shape [batch, {', '.join(map(str, self.image_shape))}]. "
@@ -209,7 +220,9 @@ class GlowModel(keras.Model):
         checks = [
             tf.debugging.assert_greater_equal(levels, 0, message="Pixel values must be >= 0."),
             tf.debugging.assert_less(
-                levels, self._input_levels(), message=f"Pixel values must be < {self._input_levels()}."
+                levels,
+                self._input_levels(),
+                message=f"Pixel values must be < {self._input_levels()}.",
             ),
         ]
         with tf.control_dependencies(checks):
@@ -326,7 +339,9 @@ class GlowModel(keras.Model):
         if not isinstance(num, (int, np.integer)) or num < 1:
             raise ValueError(f"`num` must be a positive integer. Received: num={num!r}")
         if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature >= 0):
-            raise ValueError(f"`temperature` must be a finite number >= 0. Received: temperature={temperature!r}")
+            raise ValueError(
+                f"`temperature` must be a finite number >= 0. Received: temperature={temperature!r}"
+            )
         shape = [int(num), self.event_size]
         if seed is None:
             eps = tf.random.normal(shape)

@@ -9,12 +9,22 @@ __all__ = ["PRESETS", "preset_config"]
 PRESETS: dict[str, dict] = {
     # scikit-learn's 8x8 digits, 17 grey levels: small enough to train in minutes on a CPU.
     "digits": dict(
-        image_shape=(8, 8, 1), num_levels=2, num_steps=8, hidden_channels=64, num_bins=17, learn_top_prior=True
+        image_shape=(8, 8, 1),
+        num_levels=2,
+        num_steps=8,
+        hidden_channels=64,
+        num_bins=17,
+        learn_top_prior=True,
     ),
     "mnist": dict(image_shape=(28, 28, 1), num_levels=2, num_steps=16, hidden_channels=128, n_bits=8),
     "cifar10": dict(image_shape=(32, 32, 3), num_levels=3, num_steps=32, hidden_channels=512, n_bits=8),
     "celeba64": dict(
-        image_shape=(64, 64, 3), num_levels=4, num_steps=32, hidden_channels=512, n_bits=5, coupling="additive"
+        image_shape=(64, 64, 3),
+        num_levels=4,
+        num_steps=32,
+        hidden_channels=512,
+        n_bits=5,
+        coupling="additive",
     ),
     "imagenet32": dict(image_shape=(32, 32, 3), num_levels=3, num_steps=48, hidden_channels=512, n_bits=8),
     "imagenet64": dict(image_shape=(64, 64, 3), num_levels=4, num_steps=48, hidden_channels=512, n_bits=8),
@@ -24,7 +34,9 @@ PRESETS: dict[str, dict] = {
 def preset_config(name: str, **overrides) -> dict:
     """The constructor arguments of preset `name`, updated with `overrides`."""
     if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}. Expected one of {sorted(PRESETS)}. Received: name={name!r}")
+        raise ValueError(
+            f"Unknown preset {name!r}. Expected one of {sorted(PRESETS)}. Received: name={name!r}"
+        )
     config = dict(PRESETS[name])
     config.update(overrides)
     return config

@@ -15,12 +15,17 @@ def conv2d(x: tf.Tensor, kernel: tf.Variable | tf.Tensor, edge_bias: bool = Fals
     a border indicator, so the convolution knows where the image ends (the
     reference code's `add_edge_padding`); `kernel` then has C + 1 input channels.
     """
+    if x.shape.rank == 4:  # the common case: no reshapes, fewer ops to trace
+        return _conv2d_nhwc(x, kernel, edge_bias)
     shape = tf.shape(x)
-    flat = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))
-    if edge_bias:
-        flat = tf.concat([flat, tf.ones_like(flat[..., :1])], axis=-1)
-    out = tf.nn.conv2d(flat, kernel, strides=1, padding="SAME")
+    out = _conv2d_nhwc(tf.reshape(x, tf.concat([[-1], shape[-3:]], 0)), kernel, edge_bias)
     return tf.reshape(out, tf.concat([shape[:-1], tf.shape(out)[-1:]], 0))
+
+
+def _conv2d_nhwc(x, kernel, edge_bias):
+    if edge_bias:
+        x = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
+    return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
 
 
 class Conv2D(tf.Module):
@@ -84,4 +89,6 @@ class ZeroConv2D(tf.Module):
             self.logs = tf.Variable(tf.zeros([out_channels], dtype), name="logs")
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        return (conv2d(x, self.kernel, self._edge_bias) + self.bias) * tf.exp(self.logs * self._logscale_factor)
+        return (conv2d(x, self.kernel, self._edge_bias) + self.bias) * tf.exp(
+            self.logs * self._logscale_factor
+        )

@@ -46,7 +46,9 @@ class CouplingNetwork(tf.Module):
         with self.name_scope:
             self.conv_in = Conv2D(in_channels, hidden_channels, 3, seed=seed, dtype=dtype, name="conv_in")
             self.actnorm_in = ActNorm(hidden_channels, dtype=dtype, name="actnorm_in")
-            self.conv_hidden = Conv2D(hidden_channels, hidden_channels, 1, seed=seed2, dtype=dtype, name="conv_hidden")
+            self.conv_hidden = Conv2D(
+                hidden_channels, hidden_channels, 1, seed=seed2, dtype=dtype, name="conv_hidden"
+            )
             self.actnorm_hidden = ActNorm(hidden_channels, dtype=dtype, name="actnorm_hidden")
             self.conv_out = ZeroConv2D(hidden_channels, out_channels, 3, dtype=dtype, name="conv_out")
 

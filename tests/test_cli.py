@@ -1,0 +1,206 @@
+"""End-to-end tests of the `tfp-glow` command line.
+
+One tiny training run (a real subprocess) is shared by the tests of train, evaluate and
+sample; flag errors run in this process through `cli.main`, which is what `run` does after
+absl's start-up, so that each costs no TensorFlow import.
+"""
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfp_glow import cli
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+TINY = [
+    "--epochs=2",
+    "--num_steps=1",
+    "--hidden_channels=8",
+    "--batch_size=128",
+    "--num=16",
+    "--warmup_steps=5",
+    "--verbose=2",
+]
+# 16 digits of 8x8 in a 4x4 grid with 1-px padding: 37 px, written 7x larger (>= 256 px).
+GRID_16_SHAPE = (37 * 7, 37 * 7, 1)
+
+
+def _cli(args, cwd, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "tfp_glow.cli", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _decode(path):
+    return tf.io.decode_png(tf.io.read_file(str(path))).numpy()
+
+
+def _last_line(text):
+    return text.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(cwd, model_dir, CompletedProcess) of `tfp-glow train` with a tiny model."""
+    cwd = tmp_path_factory.mktemp("cli")
+    result = _cli(["train", "--model_dir=run", *TINY], cwd=cwd, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return cwd, cwd / "run", result
+
+
+def test_train_writes_the_run(trained):
+    _, run, _ = trained
+    for name in [
+        "model.keras",
+        "checkpoints/epoch_001.keras",
+        "checkpoints/epoch_002.keras",
+        "samples_epoch_001.png",
+        "samples_epoch_002.png",
+        "learning_curve.png",
+        "metrics.json",
+    ]:
+        assert (run / name).is_file(), name
+    assert not (run / "samples_epoch_003.png").exists()
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert any((run / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_train_pngs(trained):
+    _, run, _ = trained
+    for epoch in (1, 2):
+        grid = _decode(run / f"samples_epoch_{epoch:03d}.png")
+        assert grid.shape == GRID_16_SHAPE
+        # Digit levels 0..16 scaled to 0..255, and the white padding.
+        assert set(np.unique(grid)) <= {round(k * 255 / 16) for k in range(17)}
+    assert _decode(run / "learning_curve.png").shape[:2] == (400, 600)
+
+
+def test_train_metrics(trained):
+    _, run, result = trained
+    metrics = json.loads((run / "metrics.json").read_text())
+
+    history = metrics["history"]
+    assert len(history["bits_per_dim"]) == len(history["val_bits_per_dim"]) == 2
+    assert metrics["epochs"] == 2 and len(metrics["epoch_seconds"]) == 2
+    assert metrics["best_epoch"] == int(np.argmin(history["val_bits_per_dim"])) + 1
+    test_bpd = metrics["test_bits_per_dim"]
+    assert math.isfinite(test_bpd) and 0 < test_bpd < 8
+    assert _last_line(result.stdout) == f"test bits/dim: {test_bpd:.3f}"
+    assert metrics["wall_seconds"] > sum(metrics["epoch_seconds"])
+    config = metrics["config"]
+    assert (config["num_steps"], config["hidden_channels"], config["num_bins"]) == (1, 8, 17)
+    assert config["image_shape"] == [8, 8, 1]
+    assert metrics["flags"]["epochs"] == 2 and metrics["flags"]["dataset"] == "digits"
+
+
+def test_model_keras_is_the_best_epoch(trained):
+    _, run, _ = trained
+    best = json.loads((run / "metrics.json").read_text())["best_epoch"]
+    model = keras.models.load_model(run / "model.keras")
+    for epoch in (1, 2):
+        checkpoint = keras.models.load_model(run / "checkpoints" / f"epoch_{epoch:03d}.keras")
+        pairs = zip(model.get_weights(), checkpoint.get_weights(), strict=True)
+        same = all(np.array_equal(a, b) for a, b in pairs)
+        assert same == (epoch == best), epoch
+
+
+def test_evaluate(trained):
+    cwd, _, _ = trained
+    metrics = json.loads((cwd / "run" / "metrics.json").read_text())
+
+    result = _cli(["evaluate", "--model_dir=run", "--verbose=0"], cwd=cwd)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = _last_line(result.stdout)
+    assert line.startswith("test bits/dim: ")
+    # The same model on the same split (dequantization noise aside).
+    assert float(line.split(": ")[1]) == pytest.approx(metrics["test_bits_per_dim"], abs=0.05)
+
+
+def test_sample_writes_a_deterministic_grid(trained, monkeypatch, capsys):
+    cwd, run, _ = trained
+    result = _cli(["sample", "--model_dir=run", "--num=9", "--seed=3"], cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _last_line(result.stdout) == os.path.join("run", "samples.png")
+    first = (run / "samples.png").read_bytes()
+    # 9 digits: a 3x3 grid of 28 px, written 10x larger.
+    assert _decode(run / "samples.png").shape == (280, 280, 1)
+
+    # A second run, in this process: the same seed gives the same file, another seed not.
+    monkeypatch.chdir(cwd)
+    common = ["tfp-glow", "sample", "--model_dir=run", "--num=9"]
+    assert cli.main([*common, "--seed=3", "--out=again/same.png"]) == 0
+    assert cli.main([*common, "--seed=4", "--out=again/other.png"]) == 0
+    assert capsys.readouterr().out.split() == ["again/same.png", "again/other.png"]
+    assert (cwd / "again" / "same.png").read_bytes() == first
+    assert (cwd / "again" / "other.png").read_bytes() != first
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["train", "--epochs=-1"], "--epochs=-1"),
+        (["train", "--preset=nope"], "--preset=nope"),
+        (["train", "--dataset=foo:bar"], "foo:bar"),
+        (["train", "--batch_size=0"], "--batch_size=0"),
+        (["train", "--optimizer=sgd"], "--optimizer=sgd"),
+        (["train", "--image_shape=8,8"], "8,8"),
+        (["train", "--temperature=-0.5"], "--temperature=-0.5"),
+        (["train", "--validation_split=nope"], "nope"),
+        (["train", "--image_shape=8,8,3"], "8, 8, 3"),  # Digits are grey.
+        (["train", "--num_levels=4"], "num_levels"),  # 8x8 cannot be squeezed 4 times.
+        (["frobnicate"], "frobnicate"),
+        ([], "missing command"),
+        (["train", "extra"], "extra"),
+        (["train", "--no_such_flag=1"], "no_such_flag"),
+    ],
+)
+def test_usage_errors_exit_2_before_training(tmp_path, monkeypatch, capsys, args, named):
+    monkeypatch.chdir(tmp_path)
+
+    # Later flags win: a bug that let one of these train would still train briefly.
+    status = cli.main(["tfp-glow", "--epochs=1", "--model_dir=run", *args])
+
+    assert status == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_flag_exits_2_in_a_real_process(tmp_path):
+    result = _cli(["train", "--epochs=-1", "--model_dir=run"], cwd=tmp_path, timeout=60)
+
+    assert result.returncode == 2
+    assert "--epochs=-1" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_exits_0_and_lists_the_flags(tmp_path):
+    result = _cli(["--help"], cwd=tmp_path, timeout=60)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    for text in ["train", "evaluate", "sample", "--dataset", "--preset", "--model_dir", "--epochs"]:
+        assert text in result.stdout
+
+
+@pytest.mark.parametrize("command", ["evaluate", "sample"])
+def test_missing_model_exits_1_naming_the_path(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    model_dir = tmp_path / "nowhere"
+
+    assert cli.main(["tfp-glow", command, f"--model_dir={model_dir}"]) == 1
+
+    err = capsys.readouterr().err
+    assert str(model_dir / "model.keras") in err and "Traceback" not in err

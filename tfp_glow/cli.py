@@ -1,0 +1,503 @@
+"""`tfp-glow`: train, evaluate and sample Glow models from the command line.
+
+Usage:
+  tfp-glow train    [--dataset=digits] [--preset=digits] [--model_dir=glow_runs/digits] [flags]
+  tfp-glow evaluate [--model_dir=DIR] [--dataset=digits] [--test_split=test]
+  tfp-glow sample   [--model_dir=DIR] [--num=64] [--temperature=0.7] [--seed=0] [--out=FILE]
+
+`train` builds `GlowModel.from_preset(--preset)` (with the architecture flags as overrides),
+fits it with Keras and writes into --model_dir:
+  model.keras                  the best epoch by validation bits/dim (the last epoch when there
+                               is no validation split); `evaluate` and `sample` load it
+  checkpoints/epoch_NNN.keras  the whole model after every epoch (NNN counts from 001)
+  samples_epoch_NNN.png        --num samples at --temperature with seed --seed, every epoch
+  logs/                        TensorBoard logs (needs the `tensorboard` package)
+  learning_curve.png           train / validation / test bits/dim per epoch
+  metrics.json                 history, best_epoch, test_bits_per_dim, times, config, flags
+and prints `test bits/dim: X.XXX` last, measured on --test_split with model.keras.
+
+The model's image shape is --image_shape, else the dataset's own (`tfp_glow.data.info`); its
+levels are the dataset's: `num_bins` for sources that are not 8-bit (17 for digits), else the
+preset's `n_bits`.
+
+Exit status: 0 on success, 1 on a run-time error (such as no model.keras in --model_dir),
+2 on a usage error (unknown command, bad flag value), reported before any training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from tfp_glow import data, plots
+from tfp_glow.models import PRESETS, GlowModel, default_optimizer
+
+__all__ = ["DEFAULT_EPOCHS", "COMMANDS", "main", "run"]
+
+# Epochs of the default run (digits preset on digits); chosen so that it takes at most about
+# 5 minutes on 2 CPU cores.
+DEFAULT_EPOCHS = 30
+COMMANDS = ("train", "evaluate", "sample")
+PROGRAM = "tfp-glow"
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+MODEL_FILE = "model.keras"
+
+_HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string(
+    "dataset",
+    "digits",
+    "Dataset spec: 'digits' (scikit-learn's 8x8 digits, offline), 'tfds:<name>[:<config>]', "
+    "'folder:<path>' or 'npz:<path>' (see tfp_glow.data).",
+)
+flags.DEFINE_string("data_dir", None, "TensorFlow Datasets data directory (default: TFDS's own).")
+flags.DEFINE_enum("preset", "digits", sorted(PRESETS), "Model configuration, see tfp_glow.PRESETS.")
+flags.DEFINE_string(
+    "model_dir",
+    "glow_runs/digits",
+    "Folder of the run: train writes model.keras, checkpoints, samples, logs and metrics there; "
+    "evaluate and sample read model.keras from it.",
+)
+flags.DEFINE_integer("epochs", DEFAULT_EPOCHS, "Training epochs.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 64, "Images per training and evaluation batch.", lower_bound=1)
+flags.DEFINE_float("learning_rate", 1e-3, "Learning rate after the linear warm-up (> 0).")
+flags.DEFINE_integer("warmup_steps", 200, "Steps of linear learning-rate warm-up.", lower_bound=0)
+flags.DEFINE_float("clipnorm", None, "Global gradient-norm clip (> 0); default: no clipping.")
+flags.DEFINE_enum("optimizer", "adam", ["adam", "adamax"], "Optimizer.")
+flags.DEFINE_integer(
+    "seed",
+    0,
+    "Seed of the initial weights, the data order and the samples (the per-epoch grids use the "
+    "same seed every epoch).",
+    lower_bound=0,
+)
+flags.DEFINE_integer("num_levels", None, "L, levels of the flow (default: the preset's).", lower_bound=1)
+flags.DEFINE_integer("num_steps", None, "K, steps per level (default: the preset's).", lower_bound=1)
+flags.DEFINE_integer(
+    "hidden_channels",
+    None,
+    "Width of the coupling networks (default: the preset's).",
+    lower_bound=1,
+)
+flags.DEFINE_string(
+    "image_shape",
+    None,
+    "Model image shape 'H,W,C', for example '32,32,3'; the data is center-cropped and resized to "
+    "it. Default: the dataset's own shape.",
+)
+flags.DEFINE_string("train_split", "train", "Split to train on ('+' joins splits).")
+flags.DEFINE_string(
+    "validation_split",
+    None,
+    "Split evaluated after every epoch, which picks the best epoch; '' for none. "
+    "Default: 'validation' for digits, otherwise none.",
+)
+flags.DEFINE_string("test_split", "test", "Split of the final test bits/dim; '' to skip it in train.")
+flags.DEFINE_float("temperature", 0.7, "Sampling temperature (scale of the latent), >= 0.")
+flags.DEFINE_integer("num", 64, "Number of samples in each sample grid.", lower_bound=1)
+flags.DEFINE_string("out", None, "sample: PNG file of the grid (default: <model_dir>/samples.png).")
+flags.DEFINE_integer(
+    "verbose",
+    1,
+    "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.",
+    lower_bound=0,
+    upper_bound=2,
+)
+
+
+def _parse_image_shape(value: str | None) -> tuple[int, int, int] | None:
+    if value is None:
+        return None
+    try:
+        dims = tuple(int(d) for d in value.split(","))
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        raise ValueError(f"expected three positive integers 'H,W,C', such as '32,32,3'; got {value!r}")
+    return dims
+
+
+def _check_image_shape(value: str | None) -> bool:
+    try:
+        _parse_image_shape(value)
+    except ValueError as error:
+        raise flags.ValidationError(str(error)) from None
+    return True
+
+
+flags.register_validator("image_shape", _check_image_shape)
+flags.register_validator(
+    "learning_rate",
+    lambda v: math.isfinite(v) and v > 0,
+    message="--learning_rate must be a finite number > 0",
+)
+flags.register_validator(
+    "clipnorm",
+    lambda v: v is None or (math.isfinite(v) and v > 0),
+    message="--clipnorm must be a finite number > 0",
+)
+flags.register_validator(
+    "temperature",
+    lambda v: math.isfinite(v) and v >= 0,
+    message="--temperature must be a finite number >= 0",
+)
+
+
+class _UsageError(Exception):
+    """A bad command or flag value: exit status 2."""
+
+
+class _RunError(Exception):
+    """A failure while running a valid command: exit status 1."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Entry points.
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """The `tfp-glow` console script: parses the flags, runs the command and exits."""
+    app.run(_main, argv=None if argv is None else list(argv), flags_parser=_parse_flags)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Runs `tfp-glow` in this process and returns its exit status.
+
+    Args:
+      argv: the command line, program name first, as `sys.argv`.
+    """
+    try:
+        args = _parse_flags(list(argv))
+    except SystemExit as exit_:
+        return 0 if exit_.code is None else int(exit_.code)
+    return _main(args)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """Parses `argv` into FLAGS; `--help` prints the usage and exits 0, a bad flag exits 2.
+
+    absl's own parser exits 1 on both; this one exits as command-line tools do.
+    """
+    options = argv[1 : argv.index("--")] if "--" in argv else argv[1:]
+    if any(arg in _HELP_ARGS for arg in options):
+        print(_usage(full=True))
+        sys.exit(0)
+    FLAGS.unparse_flags()  # Values of an earlier parse in this process must not leak into this one.
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        _print_usage_error(str(error))
+        sys.exit(EXIT_USAGE)
+
+
+def _main(argv: Sequence[str]) -> int:
+    """Dispatches the command; `argv` is what is left after the flags (program name first)."""
+    try:
+        if len(argv) < 2:
+            raise _UsageError(f"missing command: expected one of {', '.join(COMMANDS)}")
+        command, extra = argv[1], list(argv[2:])
+        if command not in COMMANDS:
+            raise _UsageError(f"unknown command {command!r}: expected one of {', '.join(COMMANDS)}")
+        if extra:
+            raise _UsageError(f"unexpected arguments after {command!r}: {' '.join(extra)}")
+        return {"train": _train, "evaluate": _evaluate, "sample": _sample}[command]()
+    except _UsageError as error:
+        _print_usage_error(str(error))
+        return EXIT_USAGE
+    except _RunError as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _usage(full: bool) -> str:
+    text = __doc__.strip()
+    if full:
+        module = FLAGS.find_module_defining_flag("dataset")
+        # module_help's first line names the module file: the program name says it better.
+        text += "\n\nFlags:\n" + FLAGS.module_help(module).split("\n", 1)[-1]
+    return text
+
+
+def _print_usage_error(message: str) -> None:
+    print(f"{PROGRAM}: error: {message}", file=sys.stderr)
+    print(f"Run '{PROGRAM} --help' for the commands and flags.", file=sys.stderr)
+
+
+def _flag_values() -> dict:
+    """This module's flags and their values (what a run records in metrics.json)."""
+    module = FLAGS.find_module_defining_flag("dataset")
+    return {flag.name: flag.value for flag in FLAGS.flags_by_module_dict()[module]}
+
+
+# --------------------------------------------------------------------------------------------------
+# train.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Datasets:
+    train: tf.data.Dataset
+    validation: tf.data.Dataset | None
+    test: tf.data.Dataset | None
+
+
+def _train() -> int:
+    start = time.perf_counter()
+    model_dir = FLAGS.model_dir
+    # Everything that can be wrong with the flags is found here, before any training.
+    model = _build_model()
+    datasets = _train_datasets(model)
+    model.compile(
+        optimizer=default_optimizer(
+            FLAGS.learning_rate, FLAGS.warmup_steps, FLAGS.clipnorm, name=FLAGS.optimizer
+        )
+    )
+    # A later --resume loads the newest checkpoint here and passes its epoch as initial_epoch.
+    history, epoch_seconds = _fit(model, datasets, model_dir, initial_epoch=0)
+    if not history.get("bits_per_dim"):
+        raise _RunError("training stopped before the end of the first epoch (non-finite loss?)")
+    best_epoch = _best_epoch(history)
+
+    model_path = os.path.join(model_dir, MODEL_FILE)
+    if not os.path.isfile(model_path):
+        raise _RunError(f"no epoch had a finite val_bits_per_dim, so {model_path} was not written")
+    best = _load_model(model_path)
+    test_bpd = None
+    if datasets.test is not None:
+        test_bpd = _test_bits_per_dim(best, datasets.test)
+    plots.plot_learning_curve(
+        {**history, "test_bits_per_dim": [] if test_bpd is None else [test_bpd]},
+        os.path.join(model_dir, "learning_curve.png"),
+    )
+    metrics = {
+        "history": history,
+        "epochs": len(history["bits_per_dim"]),
+        "epoch_seconds": epoch_seconds,
+        "best_epoch": best_epoch,
+        "best_by": "val_bits_per_dim" if datasets.validation is not None else "last epoch",
+        "test_split": FLAGS.test_split or None,
+        "test_bits_per_dim": test_bpd,
+        "wall_seconds": time.perf_counter() - start,
+        "config": best.get_config(),
+        "flags": _flag_values(),
+    }
+    with open(os.path.join(model_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2, default=str)
+        f.write("\n")
+    print(f"best epoch: {best_epoch}, model: {model_path}")
+    print("test bits/dim: " + ("n/a (no --test_split)" if test_bpd is None else f"{test_bpd:.3f}"))
+    return 0
+
+
+def _build_model() -> GlowModel:
+    """GlowModel.from_preset(--preset) with the architecture flags and the dataset's levels."""
+    preset = PRESETS[FLAGS.preset]
+    info = _dataset_info(FLAGS.dataset, _parse_image_shape(FLAGS.image_shape))
+    overrides = dict(image_shape=info.image_shape, seed=FLAGS.seed)
+    if info.num_bins != 256:
+        overrides["num_bins"] = info.num_bins
+    else:
+        # 8-bit data: the preset's bit depth (8 when it names none, as the digits preset).
+        overrides.update(num_bins=None, n_bits=preset.get("n_bits", 8))
+    for name in ("num_levels", "num_steps", "hidden_channels"):
+        if FLAGS[name].value is not None:
+            overrides[name] = FLAGS[name].value
+    keras.utils.set_random_seed(FLAGS.seed)
+    try:
+        return GlowModel.from_preset(FLAGS.preset, **overrides)
+    except ValueError as error:
+        raise _UsageError(
+            f"--preset={FLAGS.preset} cannot model this data with "
+            f"image_shape={','.join(map(str, info.image_shape))}: {error}"
+        ) from None
+
+
+def _train_datasets(model: GlowModel) -> _Datasets:
+    validation_split = FLAGS.validation_split
+    if validation_split is None:
+        validation_split = "validation" if FLAGS.dataset == "digits" else ""
+    return _Datasets(
+        train=_load(model, "train_split", FLAGS.train_split, shuffle=True),
+        validation=_load(model, "validation_split", validation_split) if validation_split else None,
+        test=_load(model, "test_split", FLAGS.test_split) if FLAGS.test_split else None,
+    )
+
+
+def _fit(model: GlowModel, datasets: _Datasets, model_dir: str, initial_epoch: int = 0):
+    """Fits `model` up to --epochs; returns the history (lists per epoch) and epoch times."""
+    timer = _EpochTimer()
+    history = model.fit(
+        datasets.train,
+        validation_data=datasets.validation,
+        epochs=FLAGS.epochs,
+        initial_epoch=initial_epoch,
+        callbacks=[*_train_callbacks(model_dir, datasets.validation is not None), timer],
+        verbose=FLAGS.verbose,
+        shuffle=False,  # The train split is shuffled by tfp_glow.data, every epoch.
+    )
+    return {k: [float(v) for v in values] for k, values in history.history.items()}, timer.seconds
+
+
+def _train_callbacks(model_dir: str, has_validation: bool) -> list[keras.callbacks.Callback]:
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.ModelCheckpoint(os.path.join(model_dir, "checkpoints", "epoch_{epoch:03d}.keras")),
+        # The best epoch by validation bits/dim; without validation, every epoch (so the last).
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(model_dir, MODEL_FILE),
+            monitor="val_bits_per_dim" if has_validation else "bits_per_dim",
+            mode="min",
+            save_best_only=has_validation,
+        ),
+        SampleGrid(model_dir, num=FLAGS.num, temperature=FLAGS.temperature, seed=FLAGS.seed),
+    ]
+    if importlib.util.find_spec("tensorboard") is not None:
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")))
+    else:
+        print(
+            f"{PROGRAM}: note: no TensorBoard logs, the tensorboard package is not installed",
+            file=sys.stderr,
+        )
+    return callbacks
+
+
+def _best_epoch(history: dict[str, list[float]]) -> int:
+    """1-based epoch of model.keras: the first lowest val_bits_per_dim, else the last epoch."""
+    values = np.asarray(history.get("val_bits_per_dim", []), np.float64)
+    if values.size and np.isfinite(values).any():
+        return int(np.nanargmin(np.where(np.isfinite(values), values, np.nan))) + 1
+    return len(history["bits_per_dim"])
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Writes `samples_epoch_NNN.png` (NNN: 1-based epoch) after every epoch.
+
+    The grid holds `num` samples at `temperature` from the same `seed` every epoch, so the
+    files show how the same latents decode as training goes on.
+    """
+
+    def __init__(self, directory: str, num: int = 64, temperature: float = 0.7, seed: int = 0):
+        super().__init__()
+        self.directory = directory
+        self.num = num
+        self.temperature = temperature
+        self.seed = seed
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = os.path.join(self.directory, f"samples_epoch_{epoch + 1:03d}.png")
+        _write_samples(self.model, path, self.num, self.temperature, self.seed)
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Seconds per epoch, validation and the other callbacks' epoch-end work included."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluate and sample.
+
+
+def _evaluate() -> int:
+    if not FLAGS.test_split:
+        raise _UsageError("--test_split must name a split to evaluate on")
+    model = _load_model(os.path.join(FLAGS.model_dir, MODEL_FILE))
+    dataset = _load(model, "test_split", FLAGS.test_split)
+    print(f"test bits/dim: {_test_bits_per_dim(model, dataset):.3f}")
+    return 0
+
+
+def _sample() -> int:
+    model = _load_model(os.path.join(FLAGS.model_dir, MODEL_FILE))
+    out = FLAGS.out or os.path.join(FLAGS.model_dir, "samples.png")
+    _write_samples(model, out, FLAGS.num, FLAGS.temperature, FLAGS.seed)
+    print(out)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers.
+
+
+def _dataset_info(spec: str, image_shape: tuple[int, int, int] | None) -> data.DatasetInfo:
+    try:
+        return data.info(spec, image_shape=image_shape, data_dir=FLAGS.data_dir)
+    except (ValueError, OSError) as error:
+        hint = " (set --image_shape=H,W,C)" if image_shape is None and "image_shape" in str(error) else ""
+        raise _UsageError(f"--dataset={spec}: {error}{hint}") from None
+
+
+def _load(model: GlowModel, flag: str, split: str, shuffle: bool | None = None):
+    """The batched split for `model`, resized to its image shape; checks the levels match."""
+    spec = FLAGS.dataset
+    info = _dataset_info(spec, model.image_shape)
+    levels = _input_levels(model)
+    if info.num_bins != levels:
+        raise _UsageError(f"--dataset={spec} has {info.num_bins} pixel levels but the model expects {levels}")
+    try:
+        return data.load(
+            spec,
+            split,
+            FLAGS.batch_size,
+            image_shape=model.image_shape,
+            shuffle=shuffle,
+            seed=FLAGS.seed,
+            data_dir=FLAGS.data_dir,
+        )
+    except (ValueError, OSError) as error:
+        raise _UsageError(f"--{flag}={split}: {error}") from None
+
+
+def _input_levels(model: GlowModel) -> int:
+    """Levels of the model's integer images (input and samples): num_bins, or 256 if n-bit."""
+    return model.num_bins if model.n_bits is None else 256
+
+
+def _load_model(path: str) -> GlowModel:
+    if not os.path.isfile(path):
+        raise _RunError(
+            f"no trained model at {path} (train one with `{PROGRAM} train --model_dir=...`, "
+            "or point --model_dir at a run)"
+        )
+    try:
+        model = keras.models.load_model(path)
+    except Exception as error:  # Any failure to read the file is the user's to fix, not a bug.
+        raise _RunError(f"cannot load the model {path}: {error}") from error
+    if not isinstance(model, GlowModel):
+        raise _RunError(f"{path} holds a {type(model).__name__}, not a GlowModel")
+    return model
+
+
+def _test_bits_per_dim(model: GlowModel, dataset) -> float:
+    result = model.evaluate(dataset, return_dict=True, verbose=FLAGS.verbose)
+    return float(result["bits_per_dim"])
+
+
+def _write_samples(model: GlowModel, path: str, num: int, temperature: float, seed: int) -> None:
+    images = model.sample(num, temperature=float(temperature), seed=seed).numpy()
+    plots.save_png(path, plots.image_grid(images, _input_levels(model)))
+
+
+if __name__ == "__main__":
+    run()
