@@ -27,7 +27,8 @@ def main() -> None:
         h, w, c = config["image_shape"]
         print(
             f"| `{name}` | {h}x{w}x{c} | {config['num_levels']} | {config['num_steps']} | "
-            f"{config['hidden_channels']} | {config.get('coupling', 'affine')} | {levels} | {count / 1e6:.2f} M |"
+            f"{config['hidden_channels']} | {config.get('coupling', 'affine')} | {levels} | "
+            f"{count / 1e6:.2f} M |"
         )
         del model
 

@@ -179,6 +179,11 @@ def test_warmup_schedule_and_default_optimizer():
     assert isinstance(optimizer, keras.optimizers.Adamax) and optimizer.global_clipnorm == 1.0
     with pytest.raises(ValueError, match="name='sgd'"):
         tfp_glow.default_optimizer(name="sgd")
+    averaged = tfp_glow.default_optimizer(ema_momentum=0.99)
+    assert averaged.use_ema and averaged.ema_momentum == 0.99
+    assert not tfp_glow.default_optimizer().use_ema
+    with pytest.raises(ValueError, match="ema_momentum=1.0"):
+        tfp_glow.default_optimizer(ema_momentum=1.0)
 
 
 @pytest.mark.parametrize(

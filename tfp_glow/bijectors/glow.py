@@ -249,7 +249,8 @@ class Glow(GlowBijector):
                 and None not in latent.shape[-3:]
             ):
                 raise ValueError(
-                    f"Expected latents of shapes {list(self._latent_shapes)}. Received: shape={latent.shape.as_list()}"
+                    f"Expected latents of shapes {list(self._latent_shapes)}. "
+                    f"Received: shape={latent.shape.as_list()}"
                 )
             flat.append(tf.reshape(latent, tf.concat([tf.shape(latent)[:-3], [-1]], 0)))
         return tf.concat(flat, axis=-1)
@@ -257,7 +258,8 @@ class Glow(GlowBijector):
     def _check_flat(self, z):
         if z.shape.rank == 0 or (z.shape.rank is not None and z.shape[-1] not in (None, self.event_size)):
             raise ValueError(
-                f"Glow expects flat latents of shape [..., {self.event_size}]. Received: shape={z.shape.as_list()}"
+                f"Glow expects flat latents of shape [..., {self.event_size}]. "
+                f"Received: shape={z.shape.as_list()}"
             )
 
     def _check_image(self, x):

@@ -210,7 +210,7 @@ class GlowModel(keras.Model):
             )
         if images.shape.rank is not None and (
             images.shape.rank != 4
-            or any(d is not None and d != e for d, e in zip(images.shape[1:], self.image_shape))
+            or any(d is not None and d != e for d, e in zip(images.shape[1:], self.image_shape, strict=True))
         ):
             raise ValueError(
                 f"GlowModel expects images of shape [batch, {', '.join(map(str, self.image_shape))}]. "
@@ -304,7 +304,7 @@ class GlowModel(keras.Model):
             # Gradients are summed over replicas: scale so that they average.
             scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
         gradients = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
         return self._update_metrics(loss, bpd)
 
     def test_step(self, data):
@@ -320,7 +320,23 @@ class GlowModel(keras.Model):
 
     def log_prob(self, images) -> tf.Tensor:
         """log p(x) of the images at their bin centres x (density on [-0.5, 0.5]^D)."""
-        return self._glow_log_prob(self.preprocess(images))
+        return self._compiled_log_prob(self.preprocess(images))
+
+    # Graphs of the flow for the methods above and below: eager TFP calls through
+    # dozens of steps are slow. One trace per model serves every batch size, and the
+    # same graph in every process gives bit-identical results after a reload.
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
+    def _compiled_log_prob(self, x):
+        return self._glow_log_prob(x)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
+    def _compiled_encode(self, x):
+        return self._glow.inverse(x)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    def _compiled_decode(self, z):
+        return self._glow.forward(z)
 
     def bits_per_dim(self, images) -> tf.Tensor:
         """Bits per dimension of each image (bin centres, deterministic)."""
@@ -328,11 +344,13 @@ class GlowModel(keras.Model):
 
     def encode(self, images) -> tf.Tensor:
         """Flat latents [N, D] of all levels (`model.bijector.split_latent` splits them)."""
-        return self._glow.inverse(self.preprocess(images))
+        return self._compiled_encode(self.preprocess(images))
 
     def decode(self, latents) -> tf.Tensor:
         """uint8 images from flat latents [N, D]; `decode(encode(x)) == x` exactly."""
-        return self.postprocess(self._glow.forward(tf.convert_to_tensor(latents, tf.float32)))
+        latents = tf.convert_to_tensor(latents, tf.float32)
+        self._glow.split_latent(latents)  # a clear error for a wrong shape, before tracing
+        return self.postprocess(self._compiled_decode(latents))
 
     def sample(self, num: int, temperature: float = 0.7, seed: int | None = None) -> tf.Tensor:
         """`num` uint8 images at `temperature`; the same `seed` gives the same images."""

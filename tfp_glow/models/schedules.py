@@ -34,6 +34,7 @@ def default_optimizer(
     warmup_steps: int = 200,
     clipnorm: float | None = None,
     name: str = "adam",
+    ema_momentum: float | None = None,
 ) -> keras.optimizers.Optimizer:
     """Adam (or Adamax, `name='adamax'`) with the paper's lr 1e-3 and linear warm-up.
 
@@ -42,8 +43,17 @@ def default_optimizer(
       warmup_steps: Python `int`, steps of the linear warm-up. Default 200.
       clipnorm: optional global gradient-norm clip (Keras's `global_clipnorm`).
       name: `'adam'` (default) or `'adamax'`.
+      ema_momentum: optional decay of an exponential moving average of the weights
+        (Polyak averaging, which the reference code evaluates with); Keras's
+        `use_ema`. `fit` leaves the averaged weights in the model at the end, and
+        `keras.callbacks.SwapEMAWeights` evaluates with them during training.
     """
     optimizers = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
     if name not in optimizers:
         raise ValueError(f"`name` must be one of {sorted(optimizers)}. Received: name={name!r}")
-    return optimizers[name](learning_rate=LinearWarmup(learning_rate, warmup_steps), global_clipnorm=clipnorm)
+    ema = {} if ema_momentum is None else dict(use_ema=True, ema_momentum=ema_momentum)
+    if ema_momentum is not None and not 0.0 <= ema_momentum < 1.0:
+        raise ValueError(f"`ema_momentum` must be in [0, 1). Received: ema_momentum={ema_momentum!r}")
+    return optimizers[name](
+        learning_rate=LinearWarmup(learning_rate, warmup_steps), global_clipnorm=clipnorm, **ema
+    )

@@ -1,4 +1,4 @@
-"""The paper's coupling conditioner: conv3x3 -> ActNorm -> ReLU -> conv1x1 -> ActNorm -> ReLU -> zero conv3x3."""
+"""The paper's coupling conditioner: conv3x3, ActNorm, ReLU, conv1x1, ActNorm, ReLU, zero conv3x3."""
 
 from __future__ import annotations
 
