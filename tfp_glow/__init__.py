@@ -23,6 +23,7 @@ from tfp_glow.distributions import (
     reduce_bits,
     to_unit_range,
 )
+from tfp_glow.export import export_saved_model
 from tfp_glow.models import PRESETS, GlowModel, LinearWarmup, default_optimizer
 from tfp_glow.networks import CouplingNetwork, ZeroConv2D
 
@@ -46,6 +47,7 @@ __all__ = [
     "bits_per_dim",
     "data",
     "default_optimizer",
+    "export_saved_model",
     "glow_distribution",
     "quantize",
     "reduce_bits",

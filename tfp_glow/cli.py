@@ -4,6 +4,7 @@ Usage:
   tfp-glow train    [--dataset=digits] [--preset=digits] [--model_dir=glow_runs/digits] [flags]
   tfp-glow evaluate [--model_dir=DIR] [--dataset=digits] [--test_split=test]
   tfp-glow sample   [--model_dir=DIR] [--num=64] [--temperature=0.7] [--seed=0] [--out=FILE]
+  tfp-glow export   [--model_dir=DIR] [--export_dir=DIR/export] [--version=N]
 
 `train` builds `GlowModel.from_preset(--preset)` (with the architecture flags as overrides),
 fits it with Keras and writes into --model_dir:
@@ -15,6 +16,9 @@ fits it with Keras and writes into --model_dir:
   learning_curve.png           train / validation / test bits/dim per epoch
   metrics.json                 history, best_epoch, test_bits_per_dim, times, config, flags
 and prints `test bits/dim: X.XXX` last, measured on --test_split with model.keras.
+
+`export` writes model.keras as a SavedModel for TF Serving into --export_dir/<version>/ (see
+tfp_glow.export) and prints that folder.
 
 The model's image shape is --image_shape, else the dataset's own (`tfp_glow.data.info`); its
 levels are the dataset's: `num_bins` for sources that are not 8-bit (17 for digits), else the
@@ -40,6 +44,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from tfp_glow import data, plots
+from tfp_glow.export import export_saved_model
 from tfp_glow.models import PRESETS, GlowModel, default_optimizer
 
 __all__ = ["DEFAULT_EPOCHS", "COMMANDS", "main", "run"]
@@ -48,7 +53,7 @@ __all__ = ["DEFAULT_EPOCHS", "COMMANDS", "main", "run"]
 # 5 minutes on 2 CPU cores.
 DEFAULT_EPOCHS = 50
 DEFAULT_EMA_MOMENTUM = 0.995
-COMMANDS = ("train", "evaluate", "sample")
+COMMANDS = ("train", "evaluate", "sample", "export")
 PROGRAM = "tfp-glow"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -117,6 +122,13 @@ flags.DEFINE_string("test_split", "test", "Split of the final test bits/dim; '' 
 flags.DEFINE_float("temperature", 0.7, "Sampling temperature (scale of the latent), >= 0.")
 flags.DEFINE_integer("num", 64, "Number of samples in each sample grid.", lower_bound=1)
 flags.DEFINE_string("out", None, "sample: PNG file of the grid (default: <model_dir>/samples.png).")
+flags.DEFINE_string("export_dir", None, "export: SavedModel base folder (default: <model_dir>/export).")
+flags.DEFINE_integer(
+    "version",
+    None,
+    "export: version folder to write (default: 1 + the largest existing one, or 1).",
+    lower_bound=1,
+)
 flags.DEFINE_integer(
     "verbose",
     1,
@@ -226,7 +238,7 @@ def _main(argv: Sequence[str]) -> int:
             raise _UsageError(f"unknown command {command!r}: expected one of {', '.join(COMMANDS)}")
         if extra:
             raise _UsageError(f"unexpected arguments after {command!r}: {' '.join(extra)}")
-        return {"train": _train, "evaluate": _evaluate, "sample": _sample}[command]()
+        return {"train": _train, "evaluate": _evaluate, "sample": _sample, "export": _export}[command]()
     except _UsageError as error:
         _print_usage_error(str(error))
         return EXIT_USAGE
@@ -430,7 +442,7 @@ class _EpochTimer(keras.callbacks.Callback):
 
 
 # --------------------------------------------------------------------------------------------------
-# evaluate and sample.
+# evaluate, sample and export.
 
 
 def _evaluate() -> int:
@@ -447,6 +459,17 @@ def _sample() -> int:
     out = FLAGS.out or os.path.join(FLAGS.model_dir, "samples.png")
     _write_samples(model, out, FLAGS.num, FLAGS.temperature, FLAGS.seed)
     print(out)
+    return 0
+
+
+def _export() -> int:
+    model = _load_model(os.path.join(FLAGS.model_dir, MODEL_FILE))
+    export_dir = FLAGS.export_dir or os.path.join(FLAGS.model_dir, "export")
+    try:
+        path = export_saved_model(model, export_dir, FLAGS.version)
+    except OSError as error:  # FileExistsError for an existing version
+        raise _RunError(f"cannot export to {export_dir}: {error}") from error
+    print(path)
     return 0
 
 
