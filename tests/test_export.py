@@ -60,7 +60,8 @@ def loaded(exported):
     return tf.saved_model.load(exported["path"])
 
 
-def _saved_model_cli(*args):
+def _saved_model_cli(*args) -> subprocess.CompletedProcess:
+    """Runs TensorFlow's own saved_model_cli."""
     return subprocess.run(
         [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", *args],
         env=CLEAN_ENV,
@@ -168,14 +169,15 @@ def test_signatures_in_a_process_without_tfp_glow(exported, tmp_path):
 
 def test_saved_model_cli_shows_and_runs_the_signatures(exported, tmp_path):
     path = exported["path"]
+    zeros = np.zeros((2, 8, 8, 1), np.uint8)
+    np.save(tmp_path / "zeros.npy", zeros)
     shown = _saved_model_cli("show", "--dir", path, "--all")
     assert shown.returncode == 0, shown.stderr[-3000:]
     for name in SIGNATURES:
         assert f"signature_def['{name}']" in shown.stdout
     assert "DT_UINT8" in shown.stdout and "shape: (-1, 8, 8, 1)" in shown.stdout
-    zeros = np.zeros((2, 8, 8, 1), np.uint8)
-    np.save(tmp_path / "zeros.npy", zeros)
-    run = _saved_model_cli(
+    # As TF Serving does: a TF1 session over the MetaGraph, fed the signature's tensors.
+    ran = _saved_model_cli(
         "run",
         "--dir",
         path,
@@ -186,9 +188,9 @@ def test_saved_model_cli_shows_and_runs_the_signatures(exported, tmp_path):
         "--inputs",
         f"images={tmp_path / 'zeros.npy'}",
     )
-    assert run.returncode == 0, run.stderr[-3000:]
-    printed = re.search(r"Result for output key bits_per_dim:\s*\[([^\]]*)\]", run.stdout)
-    assert printed, run.stdout
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    printed = re.search(r"Result for output key bits_per_dim:\s*\[([^\]]*)\]", ran.stdout)
+    assert printed, ran.stdout
     np.testing.assert_allclose(
         np.array(printed.group(1).split(), np.float32),
         exported["model"].bits_per_dim(zeros).numpy(),
@@ -288,7 +290,7 @@ def test_cli_export(exported, tmp_path, capsys):
         "export",
         f"--model_dir={model_dir}",
         f"--export_dir={tmp_path / 'serving'}",
-        "--version=3",
+        "--export_version=3",
     ]
     assert cli.main(args) == 0
     assert (tmp_path / "serving" / "3" / "saved_model.pb").is_file()

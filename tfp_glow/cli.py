@@ -4,7 +4,7 @@ Usage:
   tfp-glow train    [--dataset=digits] [--preset=digits] [--model_dir=glow_runs/digits] [flags]
   tfp-glow evaluate [--model_dir=DIR] [--dataset=digits] [--test_split=test]
   tfp-glow sample   [--model_dir=DIR] [--num=64] [--temperature=0.7] [--seed=0] [--out=FILE]
-  tfp-glow export   [--model_dir=DIR] [--export_dir=DIR/export] [--version=N]
+  tfp-glow export   [--model_dir=DIR] [--export_dir=DIR/export] [--export_version=N]
 
 `train` builds `GlowModel.from_preset(--preset)` (with the architecture flags as overrides),
 fits it with Keras and writes into --model_dir:
@@ -124,7 +124,7 @@ flags.DEFINE_integer("num", 64, "Number of samples in each sample grid.", lower_
 flags.DEFINE_string("out", None, "sample: PNG file of the grid (default: <model_dir>/samples.png).")
 flags.DEFINE_string("export_dir", None, "export: SavedModel base folder (default: <model_dir>/export).")
 flags.DEFINE_integer(
-    "version",
+    "export_version",
     None,
     "export: version folder to write (default: 1 + the largest existing one, or 1).",
     lower_bound=1,
@@ -466,7 +466,7 @@ def _export() -> int:
     model = _load_model(os.path.join(FLAGS.model_dir, MODEL_FILE))
     export_dir = FLAGS.export_dir or os.path.join(FLAGS.model_dir, "export")
     try:
-        path = export_saved_model(model, export_dir, FLAGS.version)
+        path = export_saved_model(model, export_dir, FLAGS.export_version)
     except OSError as error:  # FileExistsError for an existing version
         raise _RunError(f"cannot export to {export_dir}: {error}") from error
     print(path)

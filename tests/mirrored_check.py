@@ -1,0 +1,54 @@
+"""Run by tests/test_distribute.py in a fresh process: the CPU must be split into two
+logical devices before TensorFlow touches it, which a pytest worker has already done."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+
+import tfp_glow  # noqa: E402
+from tfp_glow import data  # noqa: E402
+
+
+def one_step(strategy):
+    """ActNorm init on one global batch, then one SGD step on the same batch of 64."""
+    images = data.load_numpy("digits", "train")[:64]
+    with strategy.scope():
+        model = tfp_glow.GlowModel.from_preset("digits", num_levels=2, num_steps=1, hidden_channels=8, seed=0)
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.initialize(images)
+    replicas = strategy.experimental_local_results(model.bijector.actnorms[0].log_scale)
+    actnorm = [np.asarray(r).tolist() for r in replicas]
+    before = [v.numpy() for v in model.bijector.trainable_variables]
+    # The bin centre instead of dequantization noise: two replicas draw noise for
+    # two half batches, one replica for the whole; the averaging is what is tested.
+    model.preprocess = lambda images, noise=False: tfp_glow.GlowModel.preprocess(model, images, noise=False)
+    history = model.fit(tf.data.Dataset.from_tensor_slices(images).batch(64), epochs=1, verbose=0)
+    # SGD with lr 0.1: the update is -0.1 * gradient.
+    gradients = [
+        ((b - v.numpy()) / 0.1).tolist()
+        for b, v in zip(before, model.bijector.trainable_variables, strict=True)
+    ]
+    return dict(
+        replicas=strategy.num_replicas_in_sync,
+        loss=history.history["loss"][0],
+        actnorm=actnorm,
+        gradients=gradients,
+    )
+
+
+if __name__ == "__main__":
+    single = one_step(tf.distribute.get_strategy())
+    mirrored = one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    json.dump({"single": single, "mirrored": mirrored}, sys.stdout)
