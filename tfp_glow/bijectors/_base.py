@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import cache_util
@@ -70,6 +71,14 @@ class GlowBijector(tfb.Bijector):
 
     def _inverse_log_det_jacobian(self, y, **kwargs):
         return self._inverse_and_log_det(y, **kwargs)[1]
+
+
+def check_int(value, name: str, minimum: int = 1, why: str = "") -> int:
+    """`value` as an int, or a ValueError naming it when it is not an integer >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"`{name}` must be {expected}{why}. Received: {name}={value!r}")
+    return int(value)
 
 
 def check_image(x: tf.Tensor, channels: int, name: str) -> None:

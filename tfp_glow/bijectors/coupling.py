@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, check_image
+from tfp_glow.bijectors._base import GlowBijector, check_image, check_int
 from tfp_glow.networks.coupling_network import CouplingNetwork
 
 __all__ = ["AffineCoupling", "split_channels", "merge_channels"]
@@ -96,11 +96,7 @@ class AffineCoupling(GlowBijector):
           ValueError: if `channels` < 2, or `scale_fn` is unknown.
         """
         parameters = dict(locals())
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 2:
-            raise ValueError(
-                f"`channels` must be an integer >= 2 (the coupling splits them in halves). "
-                f"Received: channels={channels!r}"
-            )
+        channels = check_int(channels, "channels", minimum=2, why=" (the coupling splits them in halves)")
         if scale_fn not in _SCALE_FNS:
             raise ValueError(f"`scale_fn` must be one of {_SCALE_FNS}. Received: scale_fn={scale_fn!r}")
         if not log_scale_bound > 0:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector
+from tfp_glow.bijectors._base import GlowBijector, check_int
 from tfp_glow.bijectors.coupling import merge_channels, split_channels
 from tfp_glow.bijectors.flow_step import COUPLINGS, PERMUTATIONS, FlowStep
 from tfp_glow.bijectors.split_prior import SplitPrior
@@ -15,12 +15,6 @@ from tfp_glow.bijectors.squeeze import Squeeze
 from tfp_glow.bijectors.top_prior import TopPrior
 
 __all__ = ["Glow"]
-
-
-def _positive_int(value, name):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    return int(value)
 
 
 def _per_example(log_det, flat_batch, batch_shape):
@@ -127,9 +121,9 @@ class Glow(GlowBijector):
                 f"`image_shape` must be (height, width, channels) of positive integers. "
                 f"Received: image_shape={image_shape!r}"
             )
-        num_levels = _positive_int(num_levels, "num_levels")
-        num_steps = _positive_int(num_steps, "num_steps")
-        _positive_int(hidden_channels, "hidden_channels")
+        num_levels = check_int(num_levels, "num_levels")
+        num_steps = check_int(num_steps, "num_steps")
+        check_int(hidden_channels, "hidden_channels")
         height, width, channels = (int(n) for n in image_shape)
         factor = 2**num_levels
         if height % factor or width % factor:

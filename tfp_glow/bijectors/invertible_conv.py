@@ -6,7 +6,7 @@ import numpy as np
 import scipy.linalg
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, check_image, spatial_size
+from tfp_glow.bijectors._base import GlowBijector, check_image, check_int, spatial_size
 
 __all__ = ["InvertibleConv1x1", "random_rotation"]
 
@@ -76,8 +76,7 @@ class InvertibleConv1x1(GlowBijector):
           ValueError: if `channels` is not a positive integer.
         """
         parameters = dict(locals())
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-            raise ValueError(f"`channels` must be a positive integer. Received: channels={channels!r}")
+        channels = check_int(channels, "channels")
         with tf.name_scope(name) as name:
             self._channels = channels
             self._lu_decomposed = lu_decomposed

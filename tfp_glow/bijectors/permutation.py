@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, check_image
+from tfp_glow.bijectors._base import GlowBijector, check_image, check_int
 
 __all__ = ["ChannelPermutation"]
 
@@ -51,8 +51,7 @@ class ChannelPermutation(GlowBijector):
             `range(channels)`.
         """
         parameters = dict(locals())
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-            raise ValueError(f"`channels` must be a positive integer. Received: channels={channels!r}")
+        channels = check_int(channels, "channels")
         if permutation is None:
             if kind == "reverse":
                 permutation = np.arange(channels)[::-1]

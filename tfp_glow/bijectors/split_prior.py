@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, check_image
+from tfp_glow.bijectors._base import GlowBijector, check_image, check_int
 from tfp_glow.bijectors.coupling import merge_channels, split_channels
 from tfp_glow.networks.conv import ZeroConv2D
 
@@ -57,8 +57,7 @@ class SplitPrior(GlowBijector):
           ValueError: if `channels` < 2.
         """
         parameters = dict(locals())
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 2:
-            raise ValueError(f"`channels` must be an integer >= 2. Received: channels={channels!r}")
+        channels = check_int(channels, "channels", minimum=2)
         with tf.name_scope(name) as name:
             self._channels = channels
             self._channels_kept = channels // 2

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, batch_shape_of
+from tfp_glow.bijectors._base import GlowBijector, batch_shape_of, check_int
 
 __all__ = ["Squeeze"]
+
+
+def _div(n, k):
+    return None if n is None else n // k
+
+
+def _mul(n, k):
+    return None if n is None else n * k
 
 
 def _image_dims(x):
@@ -44,8 +52,7 @@ class Squeeze(GlowBijector):
           ValueError: if `factor` is not a positive integer.
         """
         parameters = dict(locals())
-        if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
-            raise ValueError(f"`factor` must be a positive integer. Received: factor={factor!r}")
+        factor = check_int(factor, "factor")
         with tf.name_scope(name) as name:
             self._factor = factor
             super().__init__(
@@ -115,9 +122,7 @@ class Squeeze(GlowBijector):
         self._check_divisible(input_shape, "the input's")
         f = self._factor
         h, w, c = input_shape[-3:]
-        div = lambda n, k: None if n is None else n // k
-        mul = lambda n, k: None if n is None else n * k
-        return input_shape[:-3].concatenate([div(h, f), div(w, f), mul(c, f * f)])
+        return input_shape[:-3].concatenate([_div(h, f), _div(w, f), _mul(c, f * f)])
 
     def _forward_event_shape_tensor(self, input_shape):
         f = self._factor
@@ -136,9 +141,7 @@ class Squeeze(GlowBijector):
             raise ValueError(
                 f"Squeeze's inverse needs channels divisible by {f * f}. Received: shape={list(output_shape)}"
             )
-        div = lambda n, k: None if n is None else n // k
-        mul = lambda n, k: None if n is None else n * k
-        return output_shape[:-3].concatenate([mul(h, f), mul(w, f), div(c, f * f)])
+        return output_shape[:-3].concatenate([_mul(h, f), _mul(w, f), _div(c, f * f)])
 
     def _inverse_event_shape_tensor(self, output_shape):
         f = self._factor

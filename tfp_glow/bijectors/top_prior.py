@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, check_image, spatial_size
+from tfp_glow.bijectors._base import GlowBijector, check_image, check_int, spatial_size
 
 __all__ = ["TopPrior"]
 
@@ -34,8 +34,7 @@ class TopPrior(GlowBijector):
           name: Python `str` name prefixed to ops created by this class.
         """
         parameters = dict(locals())
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-            raise ValueError(f"`channels` must be a positive integer. Received: channels={channels!r}")
+        channels = check_int(channels, "channels")
         with tf.name_scope(name) as name:
             self._channels = channels
             self.mean = tf.Variable(tf.zeros([channels], dtype), name="mean")

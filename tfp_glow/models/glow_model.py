@@ -98,6 +98,7 @@ class GlowModel(keras.Model):
           seed: seed of the initial weights and of the dequantization noise.
           **kwargs: passed to `keras.Model` (name, dtype ...).
         """
+        config = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}
         super().__init__(**kwargs)
         if num_bins is None:
             if not isinstance(n_bits, int) or not 1 <= n_bits <= 8:
@@ -108,43 +109,13 @@ class GlowModel(keras.Model):
             raise ValueError(
                 f"`init_batch_size` must be a positive integer. Received: init_batch_size={init_batch_size!r}"
             )
-        self._config = dict(
-            image_shape=tuple(int(n) for n in image_shape)
-            if isinstance(image_shape, (list, tuple))
-            else image_shape,
-            num_levels=num_levels,
-            num_steps=num_steps,
-            hidden_channels=hidden_channels,
-            coupling=coupling,
-            permutation=permutation,
-            lu_decomposed=lu_decomposed,
-            split_prior=split_prior,
-            learn_top_prior=learn_top_prior,
-            scale_fn=scale_fn,
-            n_bits=n_bits,
-            num_bins=num_bins,
-            init_batch_size=init_batch_size,
-            seed=seed,
-        )
         self.n_bits = None if num_bins is not None else n_bits
         self.num_bins = num_bins if num_bins is not None else 2**n_bits
         self.init_batch_size = init_batch_size
-        self._glow = Glow(
-            image_shape,
-            num_levels,
-            num_steps,
-            hidden_channels=hidden_channels,
-            coupling=coupling,
-            permutation=permutation,
-            lu_decomposed=lu_decomposed,
-            split_prior=split_prior,
-            learn_top_prior=learn_top_prior,
-            scale_fn=scale_fn,
-            seed=seed,
-            dtype=tf.float32,
-            name="glow",
-        )
+        architecture = {k: config[k] for k in config if k not in ("n_bits", "num_bins", "init_batch_size")}
+        self._glow = Glow(**architecture, dtype=tf.float32, name="glow")
         self.image_shape = self._glow.image_shape
+        self._config = {**config, "image_shape": self.image_shape}
         # Keras 3 does not track bare tf.Variables: wrap each (same variable, not a
         # copy) so that Keras optimizes, saves and restores it.
         self.flow_variables = [

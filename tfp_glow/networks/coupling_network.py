@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfp_glow.bijectors._base import check_int
 from tfp_glow.bijectors.actnorm import ActNorm
 from tfp_glow.networks.conv import Conv2D, ZeroConv2D
 
@@ -38,10 +39,7 @@ class CouplingNetwork(tf.Module):
         name: str = "coupling_network",
     ):
         super().__init__(name=name)
-        if hidden_channels < 1:
-            raise ValueError(
-                f"`hidden_channels` must be a positive integer. Received: hidden_channels={hidden_channels!r}"
-            )
+        hidden_channels = check_int(hidden_channels, "hidden_channels")
         seed2 = None if seed is None else seed + 1
         with self.name_scope:
             self.conv_in = Conv2D(in_channels, hidden_channels, 3, seed=seed, dtype=dtype, name="conv_in")

@@ -1,0 +1,571 @@
+"""Training, sampling and encoding speed of tfp_glow against `tfp.bijectors.Glow`.
+
+    python experiments/benchmark.py                          # 28x28x1, L=2, K=16, width 128, batch 64
+    python experiments/benchmark.py --preset=cifar10-sized   # 32x32x3, L=3, K=8, width 256
+    python experiments/benchmark.py --num_steps=2 --hidden_channels=16 --steps=3   # a quick check
+
+Every configuration runs at the same architecture (image shape, levels L, steps K,
+hidden width, affine coupling, LU 1x1 convolution, learned split prior / exit
+network, batch) in its own subprocess (this script again, with `--_worker=NAME`), so
+that the peak memory reported is its own; the worker prints one JSON line that the
+parent reads. The configurations:
+
+  tfp_glow                   tfp_glow.Glow, train step in tf.function
+  tfp_glow_xla               the same, tf.function(jit_compile=True) (sampling, encoding too)
+  tfb_glow                   tfp.bijectors.Glow(coupling_bijector_fn=GlowDefaultNetwork of the
+                             same width, exit_bijector_fn=GlowDefaultExitNetwork), tf.function
+  tfp_glow_memory_efficient  memory-efficient gradients: not implemented yet, reported as such
+
+A training step is loss = mean bits/dim (`tfp_glow.bits_per_dim`, 256 bins) of a fixed
+batch of random uniform images in [-0.5, 0.5], its gradient by tf.GradientTape and a
+Keras 3 Adam update (lr 1e-3) of the flow's trainable variables. Reported: the median
+of `--steps` steps after `--warmup` warm-up steps (the first call, tracing and graph
+optimization or XLA compilation, is reported separately), the peak RSS of the
+process after the training loop (`ru_maxrss`: it includes TensorFlow itself, which the
+`rss after import` column shows), and sampling and encoding images/s (tf.function,
+after warm-up). A separate worker measures the machine's fp32 ceiling through
+TensorFlow (a 2048x2048 matmul and a 3x3 convolution with 128 channels, best of
+several runs), and the achieved GFLOP/s of each training step are computed from the
+architecture's FLOP count (`train_flops`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+RESULT_PREFIX = "BENCHMARK_RESULT "
+
+CONFIGS = {
+    "tfp_glow": "tfp_glow, tf.function",
+    "tfp_glow_xla": "tfp_glow, tf.function(jit_compile=True)",
+    "tfb_glow": "tfp.bijectors.Glow, tf.function",
+    "tfp_glow_memory_efficient": "tfp_glow, memory-efficient gradients",
+}
+NOT_IMPLEMENTED = {"tfp_glow_memory_efficient"}
+
+DEFAULTS = dict(image_shape=(28, 28, 1), num_levels=2, num_steps=16, hidden_channels=128, batch_size=64)
+PRESETS = {
+    "cifar10-sized": dict(image_shape=(32, 32, 3), num_levels=3, num_steps=8, hidden_channels=256),
+}
+
+NUM_BINS = 256
+LEARNING_RATE = 1e-3
+TARGET_SPEEDUP = 2.0
+TARGET_CEILING_FRACTION = 0.4
+
+
+# FLOP count from the architecture (no TensorFlow needed).
+
+
+def level_shapes(image_shape, num_levels):
+    """(h, w, c) of the activations that the K steps of each level see."""
+    h, w, c = image_shape
+    shapes = []
+    for level in range(num_levels):
+        h, w, c = h // 2, w // 2, c * 4
+        shapes.append((h, w, c))
+        if level < num_levels - 1:
+            c = c // 2
+    return shapes
+
+
+def forward_flops(image_shape, num_levels, num_steps, hidden_channels, edge_bias=True):
+    """FLOPs (2 per multiply-add) of one encoding pass of one image: convolutions only.
+
+    Per step of flow at a level of h x w pixels and c channels (c_a = c // 2 channels
+    condition the other c_b = c - c_a): the coupling network's conv3x3 (c_a [+1] ->
+    hidden), conv1x1 (hidden -> hidden) and conv3x3 (hidden [+1] -> 2 c_b), and the
+    invertible 1x1 convolution (c x c); per split, the prior's conv3x3 (c_kept [+1] ->
+    2 (c - c_kept)). The +1 is tfp_glow's edge-bias input channel, which
+    `tfb.GlowDefaultNetwork` does not have (`edge_bias=False`). The elementwise work
+    (ActNorm, scales, log-dets, biases) is left out: it is memory-bound and small in
+    FLOPs.
+    """
+    e = 1 if edge_bias else 0
+    macs = 0
+    for level, (h, w, c) in enumerate(level_shapes(image_shape, num_levels)):
+        c_a = c // 2
+        c_b = c - c_a
+        per_pixel = 9 * (c_a + e) * hidden_channels
+        per_pixel += hidden_channels * hidden_channels
+        per_pixel += 9 * (hidden_channels + e) * 2 * c_b
+        per_pixel += c * c
+        macs += num_steps * h * w * per_pixel
+        if level < num_levels - 1:
+            kept = c // 2
+            macs += h * w * 9 * (kept + e) * 2 * (c - kept)
+    return 2 * macs
+
+
+def train_flops(image_shape, num_levels, num_steps, hidden_channels, batch_size, edge_bias=True):
+    """FLOPs of one training step: forward + backward ~ 3 x forward, for the whole batch."""
+    return 3 * batch_size * forward_flops(image_shape, num_levels, num_steps, hidden_channels, edge_bias)
+
+
+# Workers (run in their own process).
+
+
+def _rss_kib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _median_seconds(fn, arg, count):
+    import numpy as np
+
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        out = fn(arg) if arg is not None else fn()
+        np.asarray(out)  # on CPU the call is synchronous; this only makes sure
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def _timed_first_call(fn, arg):
+    import numpy as np
+
+    start = time.perf_counter()
+    out = fn(arg) if arg is not None else fn()
+    np.asarray(out)
+    return time.perf_counter() - start, out
+
+
+def _versions():
+    import keras
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+
+    return dict(
+        tensorflow=tf.__version__,
+        tensorflow_probability=tfp.__version__,
+        keras=keras.__version__,
+        python=platform.python_version(),
+    )
+
+
+def worker_ceiling(args):
+    """Best-of-N GFLOP/s of a large matmul and a 3x3 convolution, through TF."""
+    import tensorflow as tf
+
+    result = dict(config="ceiling", versions=_versions())
+    n = args.matmul_size
+    a = tf.random.stateless_normal([n, n], seed=[1, 2])
+    b = tf.random.stateless_normal([n, n], seed=[3, 4])
+    matmul = tf.function(lambda a, b: tf.matmul(a, b))
+    shape = (64, 28, 28, 128)
+    x = tf.random.stateless_normal(shape, seed=[5, 6])
+    k = tf.random.stateless_normal([3, 3, 128, 128], seed=[7, 8]) * 0.05
+    conv = tf.function(lambda x, k: tf.nn.conv2d(x, k, strides=1, padding="SAME"))
+    for name, fn, inputs, flops in (
+        ("matmul", matmul, (a, b), 2.0 * n**3),
+        ("conv3x3", conv, (x, k), 2.0 * shape[0] * shape[1] * shape[2] * 9 * 128 * 128),
+    ):
+        fn(*inputs).numpy()  # trace and warm up
+        times = []
+        for _ in range(args.ceiling_runs):
+            start = time.perf_counter()
+            fn(*inputs).numpy()
+            times.append(time.perf_counter() - start)
+        result[f"{name}_gflops"] = flops / min(times) / 1e9
+        result[f"{name}_description"] = (
+            f"{n}x{n} @ {n}x{n}"
+            if name == "matmul"
+            else f"conv2d 3x3 SAME, [{', '.join(map(str, shape))}] x [3, 3, 128, 128]"
+        )
+    result["loadavg"] = os.getloadavg()
+    return result
+
+
+def _build_tfp_glow(args, images):
+    import tfp_glow
+
+    glow = tfp_glow.Glow(
+        args.image_shape,
+        args.num_levels,
+        args.num_steps,
+        hidden_channels=args.hidden_channels,
+        coupling="affine",
+        permutation="conv1x1",
+        lu_decomposed=True,
+        split_prior=True,
+        seed=args.seed,
+    )
+    glow.initialize(images)
+    return glow, tfp_glow.glow_distribution(glow)
+
+
+def _build_tfb_glow(args, images):
+    import functools
+
+    import numpy as np
+    import tensorflow_probability as tfp
+
+    tfb, tfd = tfp.bijectors, tfp.distributions
+    glow = tfb.Glow(
+        output_shape=args.image_shape,
+        num_glow_blocks=args.num_levels,
+        num_steps_per_block=args.num_steps,
+        coupling_bijector_fn=functools.partial(tfb.GlowDefaultNetwork, num_hidden=args.hidden_channels),
+        exit_bijector_fn=tfb.GlowDefaultExitNetwork,
+        grab_after_block=(0.5,) * (args.num_levels - 1) + (0.0,),
+        use_actnorm=True,
+        seed=args.seed,
+    )
+    # TFP's ActNorms initialize from the first data they see: make that a real batch
+    # in the encoding direction, as tfp_glow's initialize() does.
+    glow.inverse(images)
+    base = tfd.Sample(
+        tfd.Normal(np.float32(0.0), np.float32(1.0)), sample_shape=[int(np.prod(args.image_shape))]
+    )
+    return glow, tfd.TransformedDistribution(base, glow)
+
+
+def worker_flow(args, name):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import tfp_glow
+
+    result = dict(config=name, versions=_versions(), loadavg_start=os.getloadavg())
+    result["rss_after_import_kib"] = _rss_kib()
+    images = tf.random.stateless_uniform(
+        [args.batch_size, *args.image_shape], seed=[args.seed, 1], minval=-0.5, maxval=0.5
+    )
+    jit = name == "tfp_glow_xla"
+    start = time.perf_counter()
+    if name in ("tfp_glow", "tfp_glow_xla"):
+        glow, dist = _build_tfp_glow(args, images)
+        flops = train_flops(
+            args.image_shape, args.num_levels, args.num_steps, args.hidden_channels, args.batch_size, True
+        )
+    elif name == "tfb_glow":
+        glow, dist = _build_tfb_glow(args, images)
+        flops = train_flops(
+            args.image_shape, args.num_levels, args.num_steps, args.hidden_channels, args.batch_size, False
+        )
+    else:
+        raise ValueError(f"unknown configuration {name!r}")
+    result["build_and_init_s"] = time.perf_counter() - start
+    variables = list(glow.trainable_variables)
+    result["trainable_parameters"] = int(sum(np.prod(v.shape) for v in variables))
+    result["train_flops"] = flops
+    optimizer = keras.optimizers.Adam(learning_rate=LEARNING_RATE)
+    image_shape = tuple(args.image_shape)
+
+    def train_step(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tfp_glow.bits_per_dim(dist.log_prob(x), image_shape, NUM_BINS))
+        grads = tape.gradient(loss, variables)
+        missing = [v.name for v, g in zip(variables, grads, strict=True) if g is None]
+        if missing:
+            raise ValueError(f"no gradient for {missing}")
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return loss
+
+    train_step = tf.function(train_step, jit_compile=jit)
+    start = time.perf_counter()
+    concrete = train_step.get_concrete_function(images)
+    result["trace_s"] = time.perf_counter() - start
+    result["graph_ops"] = len(concrete.graph.get_operations())
+    first, loss = _timed_first_call(train_step, images)
+    result["first_call_s"] = first + result["trace_s"]
+    losses = [float(loss)]
+    for _ in range(args.warmup):
+        losses.append(float(train_step(images)))
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        losses.append(float(train_step(images)))  # float() waits for the step
+        times.append(time.perf_counter() - start)
+    result["step_s"] = statistics.median(times)
+    result["step_times_s"] = times
+    result["losses_bits_per_dim"] = [losses[0], losses[-1]]
+    if not all(np.isfinite(losses)):
+        raise FloatingPointError(f"non-finite loss: {losses}")
+    result["peak_rss_train_kib"] = _rss_kib()
+
+    batch = args.batch_size
+    sample = tf.function(lambda: dist.sample(batch, seed=args.seed), jit_compile=jit)
+    encode = tf.function(glow.inverse, jit_compile=jit)
+    for what, fn, arg in (("sample", sample, None), ("encode", encode, images)):
+        first, _ = _timed_first_call(fn, arg)
+        result[f"{what}_first_call_s"] = first
+        for _ in range(args.warmup):
+            np.asarray(fn(arg) if arg is not None else fn())
+        seconds, _ = _median_seconds(fn, arg, args.steps)
+        result[f"{what}_s"] = seconds
+    out = np.asarray(sample())
+    result["sample_finite"] = bool(np.isfinite(out).all())
+    result["peak_rss_end_kib"] = _rss_kib()
+    result["loadavg_end"] = os.getloadavg()
+    return result
+
+
+def run_worker(args):
+    try:
+        if args._worker == "ceiling":
+            result = worker_ceiling(args)
+        else:
+            result = worker_flow(args, args._worker)
+    except Exception as e:  # reported in the table, with the traceback on stderr
+        import traceback
+
+        traceback.print_exc()
+        result = dict(config=args._worker, error=f"{type(e).__name__}: {e}")
+    sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+# Parent: runs the workers, prints the report.
+
+
+def _worker_command(args, name):
+    h, w, c = args.image_shape
+    return [
+        sys.executable,
+        os.path.abspath(__file__),
+        f"--_worker={name}",
+        f"--image_shape={h},{w},{c}",
+        f"--num_levels={args.num_levels}",
+        f"--num_steps={args.num_steps}",
+        f"--hidden_channels={args.hidden_channels}",
+        f"--batch_size={args.batch_size}",
+        f"--steps={args.steps}",
+        f"--warmup={args.warmup}",
+        f"--seed={args.seed}",
+        f"--matmul_size={args.matmul_size}",
+        f"--ceiling_runs={args.ceiling_runs}",
+    ]
+
+
+def spawn(args, name):
+    start = time.perf_counter()
+    print(f"[benchmark] running {name} ...", file=sys.stderr, flush=True)
+    try:
+        proc = subprocess.run(
+            _worker_command(args, name), capture_output=True, text=True, timeout=args.worker_timeout
+        )
+    except subprocess.TimeoutExpired:
+        return dict(config=name, error=f"timed out after {args.worker_timeout} s")
+    wall = time.perf_counter() - start
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            result = json.loads(line[len(RESULT_PREFIX) :])
+            result["process_wall_s"] = wall
+            if "error" in result:
+                sys.stderr.write(proc.stderr[-4000:])
+            print(f"[benchmark] {name} done in {wall:.0f} s", file=sys.stderr, flush=True)
+            return result
+    sys.stderr.write(proc.stderr[-4000:])
+    return dict(config=name, error=f"worker exited with {proc.returncode} and no result")
+
+
+def _fmt(value, spec):
+    return "n/a" if value is None else format(value, spec)
+
+
+def report(args, command, started, loadavg_start, ceiling, results, loadavg_end):
+    lines = []
+    add = lines.append
+    h, w, c = args.image_shape
+    versions = ceiling.get("versions") or next((r["versions"] for r in results if "versions" in r), {})
+    add(f"Command: `{command}`")
+    add(f"Date: {started}")
+    add(
+        f"Machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs "
+        f"(load average at start {', '.join(f'{x:.2f}' for x in loadavg_start)}; "
+        f"at end {', '.join(f'{x:.2f}' for x in loadavg_end)})"
+    )
+    add(
+        "Versions: Python {python}, TensorFlow {tensorflow}, TensorFlow Probability "
+        "{tensorflow_probability}, Keras {keras}".format(
+            **{k: versions.get(k, "?") for k in ("python", "tensorflow", "tensorflow_probability", "keras")}
+        )
+    )
+    add(
+        f"Workload: {h}x{w}x{c} images (random uniform in [-0.5, 0.5], one fixed batch), "
+        f"L={args.num_levels}, "
+        f"K={args.num_steps}, hidden width {args.hidden_channels}, affine coupling, LU 1x1 conv, "
+        f"batch {args.batch_size}; Adam lr {LEARNING_RATE:g}, loss mean bits/dim; median of {args.steps} "
+        f"steps after {args.warmup} warm-up steps (first call excluded)."
+    )
+    conv_ceiling = ceiling.get("conv3x3_gflops")
+    add(
+        f"fp32 ceiling through TF (best of {args.ceiling_runs}): matmul "
+        f"{_fmt(ceiling.get('matmul_gflops'), '.0f')} GFLOP/s ({ceiling.get('matmul_description', '')}), "
+        f"conv {_fmt(conv_ceiling, '.0f')} GFLOP/s ({ceiling.get('conv3x3_description', '')})."
+    )
+    f_ours = train_flops(
+        args.image_shape, args.num_levels, args.num_steps, args.hidden_channels, args.batch_size
+    )
+    f_tfb = train_flops(
+        args.image_shape, args.num_levels, args.num_steps, args.hidden_channels, args.batch_size, False
+    )
+    add(
+        f"FLOPs of one training step (3 x forward convolutions, whole batch): tfp_glow {f_ours / 1e9:.2f} "
+        f"GFLOP, tfb.Glow {f_tfb / 1e9:.2f} GFLOP (no edge-bias channel)."
+    )
+    add("")
+    add(
+        "| configuration | ms / step | train images/s | GFLOP/s | % of conv ceiling | peak RSS train (MiB) "
+        "| RSS after import (MiB) | sample images/s | encode images/s | first call (s) | graph ops "
+        "| parameters |"
+    )
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    by_name = {}
+    for r in results:
+        name = r["config"]
+        by_name[name] = r
+        label = f"`{name}` ({CONFIGS[name]})"
+        if r.get("not_implemented"):
+            add(f"| {label} | not implemented | | | | | | | | | | |")
+            continue
+        if "error" in r:
+            add(f"| {label} | failed: {r['error'][:120]} | | | | | | | | | | |")
+            continue
+        step = r["step_s"]
+        gflops = r["train_flops"] / step / 1e9
+        r["gflops"] = gflops
+        r["ceiling_fraction"] = gflops / conv_ceiling if conv_ceiling else None
+        add(
+            f"| {label} | {step * 1e3:.0f} | {args.batch_size / step:.0f} | {gflops:.1f} "
+            f"| {_fmt(None if conv_ceiling is None else 100 * r['ceiling_fraction'], '.1f')} "
+            f"| {r['peak_rss_train_kib'] / 1024:.0f} | {r['rss_after_import_kib'] / 1024:.0f} "
+            f"| {args.batch_size / r['sample_s']:.0f} | {args.batch_size / r['encode_s']:.0f} "
+            f"| {r['first_call_s']:.1f} | {r['graph_ops']} | {r['trainable_parameters']:,} |"
+        )
+    add("")
+    add("Ratios and targets:")
+    tfb = by_name.get("tfb_glow")
+    ok = lambda r: r is not None and "step_s" in r
+    for name in ("tfp_glow", "tfp_glow_xla"):
+        r = by_name.get(name)
+        if ok(r) and ok(tfb):
+            speedup = tfb["step_s"] / r["step_s"]
+            met = "met" if speedup >= TARGET_SPEEDUP else "NOT met"
+            add(
+                f"- `{name}` vs `tfb_glow` training step: {speedup:.2f}x faster "
+                f"({tfb['step_s'] * 1e3:.0f} ms / {r['step_s'] * 1e3:.0f} ms); "
+                f"target >= {TARGET_SPEEDUP:g}x: **{met}**."
+            )
+            add(
+                f"  sampling {tfb['sample_s'] / r['sample_s']:.2f}x, encoding "
+                f"{tfb['encode_s'] / r['encode_s']:.2f}x faster; peak RSS of training "
+                f"{r['peak_rss_train_kib'] / tfb['peak_rss_train_kib']:.2f}x of tfb.Glow's."
+            )
+    for name in ("tfp_glow", "tfp_glow_xla", "tfb_glow"):
+        r = by_name.get(name)
+        if ok(r) and conv_ceiling:
+            met = "met" if r["ceiling_fraction"] >= TARGET_CEILING_FRACTION else "NOT met"
+            ideal = r["train_flops"] / (conv_ceiling * 1e9)
+            add(
+                f"- `{name}`: {r['gflops']:.1f} GFLOP/s = {100 * r['ceiling_fraction']:.1f}% of the conv "
+                f"ceiling (target >= {100 * TARGET_CEILING_FRACTION:.0f}%: **{met}**); at the ceiling a step "
+                f"would take {ideal * 1e3:.0f} ms, measured {r['step_s'] * 1e3:.0f} ms "
+                f"({r['step_s'] / ideal:.1f}x)."
+            )
+    if any(max(x) > 1.5 for x in (loadavg_start, loadavg_end)):
+        add(
+            "- Load average above 1.5 at the start or end: other jobs may have shared the "
+            f"{os.cpu_count()} cores during this run; its seconds are then upper bounds."
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
+    parser.add_argument("--image_shape", default=None, help="H,W,C (default 28,28,1)")
+    parser.add_argument("--num_levels", type=int, default=None, help="L (default 2)")
+    parser.add_argument("--num_steps", type=int, default=None, help="K (default 16)")
+    parser.add_argument("--hidden_channels", type=int, default=None, help="default 128")
+    parser.add_argument("--batch_size", type=int, default=None, help="default 64")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first call")
+    parser.add_argument(
+        "--configs",
+        default=",".join(CONFIGS),
+        help=f"comma-separated subset of {', '.join(CONFIGS)}",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--matmul_size", type=int, default=2048)
+    parser.add_argument("--ceiling_runs", type=int, default=10)
+    parser.add_argument("--worker_timeout", type=float, default=3600.0, help="seconds per subprocess")
+    parser.add_argument("--json", default=None, help="also write all measurements to this file")
+    parser.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    resolved = dict(DEFAULTS)
+    if args.preset:
+        resolved.update(PRESETS[args.preset])
+    for key in DEFAULTS:
+        value = getattr(args, key)
+        if value is not None:
+            resolved[key] = value
+    if isinstance(resolved["image_shape"], str):
+        resolved["image_shape"] = tuple(int(n) for n in resolved["image_shape"].split(","))
+    for key, value in resolved.items():
+        setattr(args, key, value)
+    if len(args.image_shape) != 3:
+        parser.error(f"--image_shape must be H,W,C; got {args.image_shape}")
+    args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in args.configs if c not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown --configs {unknown}; choose from {list(CONFIGS)}")
+    if args.steps < 1:
+        parser.error("--steps must be >= 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args._worker:
+        run_worker(args)
+        return
+    command = shlex.join(["python", os.path.relpath(os.path.abspath(__file__)), *sys.argv[1:]])
+    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    loadavg_start = os.getloadavg()
+    print(f"[benchmark] load average at start: {loadavg_start}", file=sys.stderr, flush=True)
+    ceiling = spawn(args, "ceiling")
+    results = []
+    for name in args.configs:
+        if name in NOT_IMPLEMENTED:
+            results.append(dict(config=name, not_implemented=True))
+        else:
+            results.append(spawn(args, name))
+    loadavg_end = os.getloadavg()
+    text = report(args, command, started, loadavg_start, ceiling, results, loadavg_end)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                dict(
+                    command=command,
+                    date=started,
+                    loadavg_start=loadavg_start,
+                    loadavg_end=loadavg_end,
+                    ceiling=ceiling,
+                    results=results,
+                ),
+                f,
+                indent=1,
+            )
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    main()
