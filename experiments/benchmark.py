@@ -26,7 +26,10 @@ process after the training loop (`ru_maxrss`: it includes TensorFlow itself, whi
 after warm-up). A separate worker measures the machine's fp32 ceiling through
 TensorFlow (a 2048x2048 matmul and a 3x3 convolution with 128 channels, best of
 several runs), and the achieved GFLOP/s of each training step are computed from the
-architecture's FLOP count (`train_flops`).
+architecture's FLOP count (`train_flops`). Another worker times each convolution of
+the flow on its own, forward and backward, at its real shape (`--no-conv_floor` skips
+it): their sum is what the convolutions alone cost per step with TensorFlow's kernels,
+which separates the cost of the arithmetic at these (thin) shapes from everything else.
 """
 
 from __future__ import annotations
@@ -81,32 +84,41 @@ def level_shapes(image_shape, num_levels):
     return shapes
 
 
-def forward_flops(image_shape, num_levels, num_steps, hidden_channels, edge_bias=True):
-    """FLOPs (2 per multiply-add) of one encoding pass of one image: convolutions only.
+def conv_layers(image_shape, num_levels, num_steps, hidden_channels, edge_bias=True):
+    """The convolutions of one encoding pass: (name, h, w, in, out, kernel size, count).
 
     Per step of flow at a level of h x w pixels and c channels (c_a = c // 2 channels
     condition the other c_b = c - c_a): the coupling network's conv3x3 (c_a [+1] ->
     hidden), conv1x1 (hidden -> hidden) and conv3x3 (hidden [+1] -> 2 c_b), and the
-    invertible 1x1 convolution (c x c); per split, the prior's conv3x3 (c_kept [+1] ->
-    2 (c - c_kept)). The +1 is tfp_glow's edge-bias input channel, which
-    `tfb.GlowDefaultNetwork` does not have (`edge_bias=False`). The elementwise work
-    (ActNorm, scales, log-dets, biases) is left out: it is memory-bound and small in
-    FLOPs.
+    invertible 1x1 convolution (c x c, a matmul per pixel); per split, the prior's
+    conv3x3 (c_kept [+1] -> 2 (c - c_kept)). The +1 is tfp_glow's edge-bias input
+    channel, which `tfb.GlowDefaultNetwork` does not have (`edge_bias=False`).
     """
     e = 1 if edge_bias else 0
-    macs = 0
+    layers = []
     for level, (h, w, c) in enumerate(level_shapes(image_shape, num_levels)):
         c_a = c // 2
         c_b = c - c_a
-        per_pixel = 9 * (c_a + e) * hidden_channels
-        per_pixel += hidden_channels * hidden_channels
-        per_pixel += 9 * (hidden_channels + e) * 2 * c_b
-        per_pixel += c * c
-        macs += num_steps * h * w * per_pixel
+        layers += [
+            (f"level{level} coupling conv3x3 in", h, w, c_a + e, hidden_channels, 3, num_steps),
+            (f"level{level} coupling conv1x1", h, w, hidden_channels, hidden_channels, 1, num_steps),
+            (f"level{level} coupling conv3x3 out", h, w, hidden_channels + e, 2 * c_b, 3, num_steps),
+            (f"level{level} invertible 1x1 conv", h, w, c, c, 1, num_steps),
+        ]
         if level < num_levels - 1:
             kept = c // 2
-            macs += h * w * 9 * (kept + e) * 2 * (c - kept)
-    return 2 * macs
+            layers.append((f"level{level} split prior conv3x3", h, w, kept + e, 2 * (c - kept), 3, 1))
+    return layers
+
+
+def forward_flops(image_shape, num_levels, num_steps, hidden_channels, edge_bias=True):
+    """FLOPs (2 per multiply-add) of one encoding pass of one image: convolutions only.
+
+    The layers of `conv_layers`. The elementwise work (ActNorm, scales, log-dets,
+    biases) is left out: it is memory-bound and small in FLOPs.
+    """
+    layers = conv_layers(image_shape, num_levels, num_steps, hidden_channels, edge_bias)
+    return 2 * sum(h * w * k * k * c_in * c_out * n for _, h, w, c_in, c_out, k, n in layers)
 
 
 def train_flops(image_shape, num_levels, num_steps, hidden_channels, batch_size, edge_bias=True):
@@ -184,6 +196,60 @@ def worker_ceiling(args):
             if name == "matmul"
             else f"conv2d 3x3 SAME, [{', '.join(map(str, shape))}] x [3, 3, 128, 128]"
         )
+    result["loadavg"] = os.getloadavg()
+    return result
+
+
+def worker_conv_floor(args):
+    """Forward + backward time of each convolution of the flow on its own, through TF.
+
+    Each layer of `conv_layers` (tfp_glow's shapes, whole batch) runs as y = conv(x, k),
+    loss = sum(y * r), gradients with respect to x and k, in a tf.function; the median
+    time times the layer's count per step, summed, is what the convolutions alone
+    cost in a training step with TensorFlow's kernels at these shapes.
+    """
+    import tensorflow as tf
+
+    result = dict(config="conv_floor", layers=[])
+    batch = args.batch_size
+
+    @tf.function
+    def conv_step(x, k, r):
+        with tf.GradientTape() as tape:
+            tape.watch([x, k])
+            if k.shape[0] == 1 and k.shape[1] == 1:
+                y = tf.reshape(tf.matmul(tf.reshape(x, [-1, k.shape[2]]), k[0, 0]), tf.shape(r))
+            else:
+                y = tf.nn.conv2d(x, k, strides=1, padding="SAME")
+            loss = tf.reduce_sum(y * r)
+        return tape.gradient(loss, [x, k])
+
+    total = 0.0
+    layers = conv_layers(args.image_shape, args.num_levels, args.num_steps, args.hidden_channels, True)
+    for i, (name, h, w, c_in, c_out, size, count) in enumerate(layers):
+        x = tf.random.stateless_normal([batch, h, w, c_in], seed=[i, 1])
+        k = tf.random.stateless_normal([size, size, c_in, c_out], seed=[i, 2]) * 0.05
+        r = tf.random.stateless_normal([batch, h, w, c_out], seed=[i, 3])
+        for _ in range(2):
+            conv_step(x, k, r)[0].numpy()
+        times = []
+        for _ in range(max(args.steps, 5)):
+            start = time.perf_counter()
+            conv_step(x, k, r)[0].numpy()
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
+        flops = 3 * 2 * batch * h * w * size * size * c_in * c_out
+        total += seconds * count
+        result["layers"].append(
+            dict(
+                name=name,
+                shape=f"[{batch}, {h}, {w}, {c_in}] x [{size}, {size}, {c_in}, {c_out}]",
+                count=count,
+                seconds=seconds,
+                gflops=flops / seconds / 1e9,
+            )
+        )
+    result["total_s"] = total
     result["loadavg"] = os.getloadavg()
     return result
 
@@ -318,6 +384,8 @@ def run_worker(args):
     try:
         if args._worker == "ceiling":
             result = worker_ceiling(args)
+        elif args._worker == "conv_floor":
+            result = worker_conv_floor(args)
         else:
             result = worker_flow(args, args._worker)
     except Exception as e:  # reported in the table, with the traceback on stderr
@@ -373,11 +441,21 @@ def spawn(args, name):
     return dict(config=name, error=f"worker exited with {proc.returncode} and no result")
 
 
+def _best_ceiling(ceilings):
+    best = dict(next((c for c in ceilings if "error" not in c), ceilings[0]))
+    for key in ("matmul_gflops", "conv3x3_gflops"):
+        values = [c[key] for c in ceilings if key in c]
+        if values:
+            best[key] = max(values)
+            best[f"{key}_runs"] = values
+    return best
+
+
 def _fmt(value, spec):
     return "n/a" if value is None else format(value, spec)
 
 
-def report(args, command, started, loadavg_start, ceiling, results, loadavg_end):
+def report(args, command, started, loadavg_start, ceiling, results, loadavg_end, floor=None):
     lines = []
     add = lines.append
     h, w, c = args.image_shape
@@ -406,7 +484,10 @@ def report(args, command, started, loadavg_start, ceiling, results, loadavg_end)
     add(
         f"fp32 ceiling through TF (best of {args.ceiling_runs}): matmul "
         f"{_fmt(ceiling.get('matmul_gflops'), '.0f')} GFLOP/s ({ceiling.get('matmul_description', '')}), "
-        f"conv {_fmt(conv_ceiling, '.0f')} GFLOP/s ({ceiling.get('conv3x3_description', '')})."
+        f"conv {_fmt(conv_ceiling, '.0f')} GFLOP/s ({ceiling.get('conv3x3_description', '')}); "
+        f"measured before and after the configurations (matmul "
+        f"{', '.join(f'{x:.0f}' for x in ceiling.get('matmul_gflops_runs', []))}; conv "
+        f"{', '.join(f'{x:.0f}' for x in ceiling.get('conv3x3_gflops_runs', []))}), the best is the ceiling."
     )
     f_ours = train_flops(
         args.image_shape, args.num_levels, args.num_steps, args.hidden_channels, args.batch_size
@@ -447,6 +528,12 @@ def report(args, command, started, loadavg_start, ceiling, results, loadavg_end)
             f"| {args.batch_size / r['sample_s']:.0f} | {args.batch_size / r['encode_s']:.0f} "
             f"| {r['first_call_s']:.1f} | {r['graph_ops']} | {r['trainable_parameters']:,} |"
         )
+    loads = [
+        f"{r['config']} {r['loadavg_start'][0]:.2f}" for r in results if r.get("loadavg_start") is not None
+    ]
+    if loads:
+        add("")
+        add(f"1-minute load average when each worker started: {'; '.join(loads)}.")
     add("")
     add("Ratios and targets:")
     tfb = by_name.get("tfb_glow")
@@ -477,11 +564,35 @@ def report(args, command, started, loadavg_start, ceiling, results, loadavg_end)
                 f"would take {ideal * 1e3:.0f} ms, measured {r['step_s'] * 1e3:.0f} ms "
                 f"({r['step_s'] / ideal:.1f}x)."
             )
+    if floor and "total_s" in floor:
+        add(
+            f"- The convolutions alone (each layer of tfp_glow's shapes on its own, forward + backward, "
+            f"TF's kernels) take {floor['total_s'] * 1e3:.0f} ms per training step; per layer below."
+        )
+        for name in ("tfp_glow", "tfp_glow_xla", "tfb_glow"):
+            r = by_name.get(name)
+            if ok(r):
+                add(
+                    f"  `{name}`: {r['step_s'] * 1e3:.0f} ms per step, of which the convolutions alone would "
+                    f"be {100 * floor['total_s'] / r['step_s']:.0f}%; the rest "
+                    f"({(r['step_s'] - floor['total_s']) * 1e3:.0f} ms) is everything else "
+                    f"(elementwise ops, slicing and concatenation, log-dets, Adam, per-op overhead)."
+                )
     if any(max(x) > 1.5 for x in (loadavg_start, loadavg_end)):
         add(
             "- Load average above 1.5 at the start or end: other jobs may have shared the "
             f"{os.cpu_count()} cores during this run; its seconds are then upper bounds."
         )
+    if floor and "layers" in floor:
+        add("")
+        add("| layer (tfp_glow shapes) | input x kernel | per step | ms fwd+bwd | GFLOP/s | ms per step |")
+        add("|---|---|---|---|---|---|")
+        for layer in floor["layers"]:
+            add(
+                f"| {layer['name']} | {layer['shape']} | {layer['count']} | {layer['seconds'] * 1e3:.2f} "
+                f"| {layer['gflops']:.1f} | {layer['seconds'] * layer['count'] * 1e3:.0f} |"
+            )
+        add(f"| **total** | | | | | **{floor['total_s'] * 1e3:.0f}** |")
     return "\n".join(lines)
 
 
@@ -505,6 +616,12 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--matmul_size", type=int, default=2048)
     parser.add_argument("--ceiling_runs", type=int, default=10)
+    parser.add_argument(
+        "--conv_floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time each convolution of the flow on its own (forward + backward)",
+    )
     parser.add_argument("--worker_timeout", type=float, default=3600.0, help="seconds per subprocess")
     parser.add_argument("--json", default=None, help="also write all measurements to this file")
     parser.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
@@ -540,15 +657,19 @@ def main(argv=None):
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     loadavg_start = os.getloadavg()
     print(f"[benchmark] load average at start: {loadavg_start}", file=sys.stderr, flush=True)
-    ceiling = spawn(args, "ceiling")
+    ceilings = [spawn(args, "ceiling")]
+    floor = spawn(args, "conv_floor") if args.conv_floor else None
     results = []
     for name in args.configs:
         if name in NOT_IMPLEMENTED:
             results.append(dict(config=name, not_implemented=True))
         else:
             results.append(spawn(args, name))
+    # Measured before and after the configurations; the best of both is the ceiling.
+    ceilings.append(spawn(args, "ceiling"))
+    ceiling = _best_ceiling(ceilings)
     loadavg_end = os.getloadavg()
-    text = report(args, command, started, loadavg_start, ceiling, results, loadavg_end)
+    text = report(args, command, started, loadavg_start, ceiling, results, loadavg_end, floor)
     print(text)
     if args.json:
         with open(args.json, "w") as f:
@@ -559,6 +680,7 @@ def main(argv=None):
                     loadavg_start=loadavg_start,
                     loadavg_end=loadavg_end,
                     ceiling=ceiling,
+                    conv_floor=floor,
                     results=results,
                 ),
                 f,

@@ -48,7 +48,34 @@ def one_step(strategy):
     )
 
 
+def nonfinite_step(strategy):
+    """One step on a batch whose second half gives NaN: both replicas must skip it."""
+    images = data.load_numpy("digits", "train")[:64]
+    with strategy.scope():
+        model = tfp_glow.GlowModel.from_preset("digits", num_levels=2, num_steps=1, hidden_channels=8, seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(0.1))
+    model.initialize(images)
+    before = [v.numpy() for v in model.bijector.trainable_variables]
+    images[32:] = 16
+
+    def preprocess(batch, noise=False):
+        x = tfp_glow.GlowModel.preprocess(model, batch, noise=False)
+        return tf.where(tf.reduce_all(tf.equal(tf.cast(batch, tf.int32), 16)), float("nan"), x)
+
+    model.preprocess = preprocess
+    history = model.fit(tf.data.Dataset.from_tensor_slices(images).batch(64), epochs=1, verbose=0)
+    unchanged = all(
+        np.array_equal(b, v.numpy()) for b, v in zip(before, model.bijector.trainable_variables, strict=True)
+    )
+    return dict(
+        unchanged=unchanged,
+        nonfinite_steps=history.history["nonfinite_steps"][0],
+        iterations=int(model.optimizer.iterations.numpy()),
+    )
+
+
 if __name__ == "__main__":
     single = one_step(tf.distribute.get_strategy())
     mirrored = one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
-    json.dump({"single": single, "mirrored": mirrored}, sys.stdout)
+    skipped = nonfinite_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    json.dump({"single": single, "mirrored": mirrored, "mirrored_nonfinite": skipped}, sys.stdout)

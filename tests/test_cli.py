@@ -203,3 +203,16 @@ def test_missing_model_exits_1_naming_the_path(tmp_path, monkeypatch, capsys, co
 
     err = capsys.readouterr().err
     assert str(model_dir / "model.keras") in err and "Traceback" not in err
+
+
+def test_nonfinite_limit_stops_training_after_the_limit(capsys):
+    limit = cli.NonFiniteLimit(2)
+    limit.set_model(keras.Sequential([keras.layers.Dense(1)]))
+    limit.model.stop_training = False
+    limit.on_train_batch_end(0, {"nonfinite_steps": 1.0})
+    limit.on_epoch_end(0)
+    limit.on_train_batch_end(0, {"nonfinite_steps": 1.0})  # 2 in all: still within the limit
+    assert not limit.model.stop_training
+    limit.on_train_batch_end(1, {"nonfinite_steps": 2.0})  # 3 in all
+    assert limit.model.stop_training
+    assert "--max_nonfinite_steps=2" in capsys.readouterr().err

@@ -54,6 +54,13 @@ def test_two_replicas_give_the_loss_and_gradients_of_one(runs):
     assert np.linalg.norm(flat[1]) > 1e-2  # not trivially equal: the step moved the weights
 
 
+def test_a_nan_on_one_replica_skips_the_step_on_both(runs):
+    # Only the second replica's half batch is poisoned; the replicas agree to skip.
+    skipped = runs["mirrored_nonfinite"]
+    assert skipped["unchanged"] and skipped["iterations"] == 0
+    assert skipped["nonfinite_steps"] == 1  # one global step, not one per replica
+
+
 def test_xla_train_step_gives_the_same_loss():
     images = data.load_numpy("digits", "train")[:64]
     losses = []

@@ -53,7 +53,8 @@ def test_fit_lowers_bits_per_dim_and_moves_every_weight(trained, digits):
     after = float(tf.reduce_mean(model.bits_per_dim(train)))
     assert after < trained["initialized"] - 0.05
     assert trained["history"]["bits_per_dim"][-1] < trained["history"]["bits_per_dim"][0]
-    assert set(trained["history"]) == {"loss", "bits_per_dim"}
+    assert set(trained["history"]) == {"loss", "bits_per_dim", "nonfinite_steps"}
+    assert trained["history"]["nonfinite_steps"] == [0.0, 0.0, 0.0]
     # ActNorm initialization alone already beats the identity-like uninitialized flow.
     assert trained["initialized"] < trained["before"]
 
@@ -225,3 +226,60 @@ def test_bad_sample_arguments():
         model.sample(0)
     with pytest.raises(ValueError, match="temperature=-1"):
         model.sample(2, temperature=-1)
+
+
+def _poisoned(model):
+    """The model's preprocessing, with NaN for any batch whose every pixel is 16."""
+    original = type(model).preprocess
+
+    def preprocess(images, noise=False):
+        x = original(model, images, noise)
+        poisoned = tf.reduce_all(tf.equal(tf.cast(images, tf.int32), 16))
+        return tf.where(poisoned, tf.fill(tf.shape(x), float("nan")), x)
+
+    model.preprocess = preprocess
+    return model
+
+
+def _batches_with_a_nan_batch():
+    good = data.load_numpy("digits", "train")[:64]
+    return np.concatenate([good[:32], np.full([32, 8, 8, 1], 16, np.uint8), good[32:]])
+
+
+def test_a_nonfinite_step_is_skipped_and_counted():
+    images = _batches_with_a_nan_batch()
+    model = tfp_glow.GlowModel.from_preset("digits", **TINY)
+    model.compile(optimizer=tfp_glow.default_optimizer(1e-2, warmup_steps=1, ema_momentum=0.9))
+    model.initialize(images[:32])
+    _poisoned(model)
+    snapshots = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            snapshots.append(([v.numpy().copy() for v in model.bijector.trainable_variables], dict(logs)))
+
+    model.fit(images, batch_size=32, epochs=1, shuffle=False, verbose=0, callbacks=[Snapshot()])
+    (after_good, logs_1), (after_bad, logs_2), (after_last, logs_3) = snapshots
+    for a, b in zip(after_good, after_bad, strict=True):
+        np.testing.assert_array_equal(a, b)  # the bad batch changed nothing
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(after_bad, after_last, strict=True)
+    )  # training went on
+    assert (
+        logs_1["nonfinite_steps"] == 0 and logs_2["nonfinite_steps"] == 1 and logs_3["nonfinite_steps"] == 1
+    )
+    assert np.isfinite(logs_3["loss"]) and np.isfinite(logs_3["bits_per_dim"])
+    assert int(model.optimizer.iterations.numpy()) == 2  # the optimizer state skipped the step too
+    assert all(np.all(np.isfinite(v.numpy())) for v in model.bijector.variables)
+
+
+def test_a_nonfinite_step_can_stop_training_instead():
+    images = _batches_with_a_nan_batch()
+    model = tfp_glow.GlowModel.from_preset("digits", **TINY, on_nonfinite="raise")
+    model.compile()
+    model.initialize(images[:32])
+    _poisoned(model)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="non-finite loss or gradient"):
+        model.fit(images, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    with pytest.raises(ValueError, match="on_nonfinite='ignore'"):
+        tfp_glow.GlowModel.from_preset("digits", **TINY, on_nonfinite="ignore")

@@ -91,6 +91,13 @@ flags.DEFINE_float(
 )
 flags.DEFINE_bool("jit_compile", False, "Compile the train and test steps with XLA.")
 flags.DEFINE_integer(
+    "max_nonfinite_steps",
+    20,
+    "Training steps with a non-finite loss or gradient are skipped (the weights stay as they were); "
+    "after this many in one run, training stops with a message.",
+    lower_bound=0,
+)
+flags.DEFINE_integer(
     "seed",
     0,
     "Seed of the initial weights, the data order and the samples (the per-epoch grids use the "
@@ -381,7 +388,7 @@ def _fit(model: GlowModel, datasets: _Datasets, model_dir: str, initial_epoch: i
 
 
 def _train_callbacks(model_dir: str, has_validation: bool) -> list[keras.callbacks.Callback]:
-    callbacks = [keras.callbacks.TerminateOnNaN()]
+    callbacks = [keras.callbacks.TerminateOnNaN(), NonFiniteLimit(FLAGS.max_nonfinite_steps)]
     if FLAGS.ema_momentum:
         # First, so that validation and the callbacks below see the averaged weights.
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
@@ -425,6 +432,33 @@ class SampleGrid(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         path = os.path.join(self.directory, f"samples_epoch_{epoch + 1:03d}.png")
         _write_samples(self.model, path, self.num, self.temperature, self.seed)
+
+
+class NonFiniteLimit(keras.callbacks.Callback):
+    """Stops training once more than `limit` steps were skipped as non-finite.
+
+    GlowModel skips such steps and counts them per epoch (`nonfinite_steps`); a few
+    are survivable, many mean the run has diverged.
+    """
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+        self.previous_epochs = 0.0
+        self.total = 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.total = self.previous_epochs + float((logs or {}).get("nonfinite_steps", 0.0))
+        if self.total > self.limit and not self.model.stop_training:
+            print(
+                f"{PROGRAM}: stopping: {self.total:.0f} training steps had a non-finite loss or gradient "
+                f"(--max_nonfinite_steps={self.limit}); the weights never took them.",
+                file=sys.stderr,
+            )
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.previous_epochs = self.total
 
 
 class _EpochTimer(keras.callbacks.Callback):

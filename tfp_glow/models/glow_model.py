@@ -74,6 +74,7 @@ class GlowModel(keras.Model):
         n_bits: int = 8,
         num_bins: int | None = None,
         init_batch_size: int = 256,
+        on_nonfinite: str = "skip",
         seed: int | None = None,
         **kwargs,
     ):
@@ -95,6 +96,11 @@ class GlowModel(keras.Model):
           num_bins: levels of the input when they are not 8-bit (17 for digits);
             input is then in [0, num_bins) and not reduced. Default `None`.
           init_batch_size: images used by the automatic ActNorm initialization.
+          on_nonfinite: what a training step with a non-finite loss or gradient
+            does: `'skip'` (default) leaves every weight and the optimizer state
+            untouched and counts the step in the `nonfinite_steps` metric;
+            `'raise'` stops `fit` with an error. Either way no NaN reaches the
+            weights. (Under XLA, `'raise'` cannot raise: XLA drops assertions.)
           seed: seed of the initial weights and of the dequantization noise.
           **kwargs: passed to `keras.Model` (name, dtype ...).
         """
@@ -112,7 +118,13 @@ class GlowModel(keras.Model):
         self.n_bits = None if num_bins is not None else n_bits
         self.num_bins = num_bins if num_bins is not None else 2**n_bits
         self.init_batch_size = init_batch_size
-        architecture = {k: config[k] for k in config if k not in ("n_bits", "num_bins", "init_batch_size")}
+        if on_nonfinite not in ("skip", "raise"):
+            raise ValueError(
+                f"`on_nonfinite` must be 'skip' or 'raise'. Received: on_nonfinite={on_nonfinite!r}"
+            )
+        self.on_nonfinite = on_nonfinite
+        not_architecture = ("n_bits", "num_bins", "init_batch_size", "on_nonfinite")
+        architecture = {k: config[k] for k in config if k not in not_architecture}
         self._glow = Glow(**architecture, dtype=tf.float32, name="glow")
         self.image_shape = self._glow.image_shape
         self._config = {**config, "image_shape": self.image_shape}
@@ -125,6 +137,7 @@ class GlowModel(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
+        self.nonfinite_tracker = keras.metrics.Sum(name="nonfinite_steps")
         self.build((None, *self.image_shape))
 
     # Configuration.
@@ -254,7 +267,7 @@ class GlowModel(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.bits_per_dim_tracker]
+        return [self.loss_tracker, self.bits_per_dim_tracker, self.nonfinite_tracker]
 
     def call(self, images, training=False):
         """Per-image bits per dimension (dequantization noise when training)."""
@@ -275,17 +288,70 @@ class GlowModel(keras.Model):
             # Gradients are summed over replicas: scale so that they average.
             scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
         gradients = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
-        return self._update_metrics(loss, bpd)
+        finite = self._all_replicas_finite([loss, *gradients])
+        if self.on_nonfinite == "raise":
+            check = tf.debugging.Assert(
+                finite,
+                ["GlowModel: non-finite loss or gradient; stopping (on_nonfinite='raise'). Loss:", loss],
+            )
+            with tf.control_dependencies([check]):
+                finite = tf.identity(finite)
+        self._apply_gradients_if(finite, gradients)
+        # Each replica adds its share: the metric counts global steps.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.nonfinite_tracker.update_state((1.0 - tf.cast(finite, tf.float32)) / replicas)
+        # A skipped step reports no loss: the running means stay finite.
+        self.loss_tracker.update_state(tf.where(finite, loss, 0.0), sample_weight=tf.cast(finite, tf.float32))
+        self.bits_per_dim_tracker.update_state(
+            tf.where(finite, bpd, 0.0), sample_weight=tf.cast(finite, tf.float32) * tf.ones_like(bpd)
+        )
+        return {m.name: m.result() for m in self.metrics}
+
+    @staticmethod
+    def _all_replicas_finite(tensors) -> tf.Tensor:
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t is not None])
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            # Every replica must take the same branch below.
+            bad = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+            finite = tf.equal(bad, 0.0)
+        return finite
+
+    def _apply_gradients_if(self, finite, gradients):
+        """Applies the gradients only where `finite`; otherwise nothing changes, optimizer included."""
+        variables = self.trainable_variables
+
+        def apply():
+            self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+            return tf.constant(True)
+
+        def skip():
+            return tf.constant(False)
+
+        if not tf.distribute.has_strategy() or tf.__internal__.distribute.strategy_supports_no_merge_call():
+            tf.cond(finite, apply, skip)
+            return
+
+        # The optimizer's update calls merge_call, which cannot sit in a cond in a
+        # replica context: decide in the cross-replica context, as Keras's
+        # LossScaleOptimizer does.
+        def cross_replica(distribution, finite, gradients):
+            def apply_each():
+                distribution.extended.call_for_each_replica(
+                    lambda g: self.optimizer.apply_gradients(zip(g, variables, strict=True)),
+                    args=(gradients,),
+                )
+                return tf.constant(True)
+
+            tf.cond(distribution.experimental_local_results(finite)[0], apply_each, skip)
+
+        tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, gradients))
 
     def test_step(self, data):
         bpd = self(self._unpack(data), training=True)  # uniform dequantization, as the paper
-        return self._update_metrics(tf.reduce_mean(bpd), bpd)
-
-    def _update_metrics(self, loss, bpd):
-        self.loss_tracker.update_state(loss)
+        self.loss_tracker.update_state(tf.reduce_mean(bpd))
         self.bits_per_dim_tracker.update_state(bpd)
-        return {m.name: m.result() for m in self.metrics}
+        return {m.name: m.result() for m in (self.loss_tracker, self.bits_per_dim_tracker)}
 
     # Using a trained model.
 
