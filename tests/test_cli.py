@@ -27,6 +27,9 @@ TINY = [
     "--num=16",
     "--warmup_steps=5",
     "--verbose=2",
+    # Keras under tf.distribute's MirroredStrategy (one replica on this CPU): the
+    # strategy path end to end; tests/test_distribute.py checks two replicas.
+    "--strategy=mirrored",
 ]
 # 16 digits of 8x8 in a 4x4 grid with 1-px padding: 37 px, written 7x larger (>= 256 px).
 GRID_16_SHAPE = (37 * 7, 37 * 7, 1)
@@ -158,6 +161,7 @@ def test_sample_writes_a_deterministic_grid(trained, monkeypatch, capsys):
         (["train", "--image_shape=8,8"], "8,8"),
         (["train", "--temperature=-0.5"], "--temperature=-0.5"),
         (["train", "--ema_momentum=1.5"], "--ema_momentum=1.5"),
+        (["train", "--strategy=tpu"], "--strategy=tpu"),
         (["train", "--validation_split=nope"], "nope"),
         (["train", "--image_shape=8,8,3"], "8, 8, 3"),  # Digits are grey.
         (["train", "--num_levels=4"], "num_levels"),  # 8x8 cannot be squeezed 4 times.
@@ -216,3 +220,8 @@ def test_nonfinite_limit_stops_training_after_the_limit(capsys):
     limit.on_train_batch_end(1, {"nonfinite_steps": 2.0})  # 3 in all
     assert limit.model.stop_training
     assert "--max_nonfinite_steps=2" in capsys.readouterr().err
+
+
+def test_strategies():
+    assert isinstance(cli.make_strategy("mirrored"), tf.distribute.MirroredStrategy)
+    assert cli.make_strategy("default") is tf.distribute.get_strategy()

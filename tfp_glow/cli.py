@@ -90,6 +90,13 @@ flags.DEFINE_float(
     "model (Polyak averaging, as the reference code); 0 turns it off.",
 )
 flags.DEFINE_bool("jit_compile", False, "Compile the train and test steps with XLA.")
+flags.DEFINE_enum(
+    "strategy",
+    "default",
+    ["default", "mirrored"],
+    "tf.distribute strategy: 'default' (one device) or 'mirrored' (every local GPU, data parallel; "
+    "--batch_size is the global batch).",
+)
 flags.DEFINE_integer(
     "max_nonfinite_steps",
     20,
@@ -289,8 +296,23 @@ def _train() -> int:
     start = time.perf_counter()
     model_dir = FLAGS.model_dir
     # Everything that can be wrong with the flags is found here, before any training.
-    model = _build_model()
+    with make_strategy(FLAGS.strategy).scope():
+        model = _build_model()
+        _compile(model)
     datasets = _train_datasets(model)
+    # A later --resume loads the newest checkpoint here and passes its epoch as initial_epoch.
+    history, epoch_seconds = _fit(model, datasets, model_dir, initial_epoch=0)
+    return _finish(model_dir, datasets, history, epoch_seconds, start)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy of --strategy; Keras trains in its scope."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _compile(model: GlowModel) -> None:
     model.compile(
         optimizer=default_optimizer(
             FLAGS.learning_rate,
@@ -301,8 +323,10 @@ def _train() -> int:
         ),
         jit_compile=FLAGS.jit_compile,
     )
-    # A later --resume loads the newest checkpoint here and passes its epoch as initial_epoch.
-    history, epoch_seconds = _fit(model, datasets, model_dir, initial_epoch=0)
+
+
+def _finish(model_dir: str, datasets, history, epoch_seconds, start: float) -> int:
+    """Reloads the best model, evaluates it on the test split, writes the plots and metrics.json."""
     if not history.get("bits_per_dim"):
         raise _RunError("training stopped before the end of the first epoch (non-finite loss?)")
     best_epoch = _best_epoch(history)
