@@ -44,6 +44,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from tfp_glow import data, plots
+from tfp_glow.callbacks import AtomicCheckpoint
 from tfp_glow.export import export_saved_model
 from tfp_glow.models import PRESETS, GlowModel, default_optimizer
 
@@ -417,13 +418,10 @@ def _train_callbacks(model_dir: str, has_validation: bool) -> list[keras.callbac
         # First, so that validation and the callbacks below see the averaged weights.
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     callbacks += [
-        keras.callbacks.ModelCheckpoint(os.path.join(model_dir, "checkpoints", "epoch_{epoch:03d}.keras")),
+        AtomicCheckpoint(os.path.join(model_dir, "checkpoints", "epoch_{epoch:03d}.keras")),
         # The best epoch by validation bits/dim; without validation, every epoch (so the last).
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(model_dir, MODEL_FILE),
-            monitor="val_bits_per_dim" if has_validation else "bits_per_dim",
-            mode="min",
-            save_best_only=has_validation,
+        AtomicCheckpoint(
+            os.path.join(model_dir, MODEL_FILE), monitor="val_bits_per_dim" if has_validation else None
         ),
         SampleGrid(model_dir, num=FLAGS.num, temperature=FLAGS.temperature, seed=FLAGS.seed),
     ]
