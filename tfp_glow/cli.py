@@ -91,6 +91,12 @@ flags.DEFINE_float(
     "model (Polyak averaging, as the reference code); 0 turns it off.",
 )
 flags.DEFINE_bool("jit_compile", False, "Compile the train and test steps with XLA.")
+flags.DEFINE_bool(
+    "memory_efficient",
+    False,
+    "Rebuild activations in the backward pass from each step's output (exact inverse) instead of storing "
+    "them: training memory independent of depth, about one more pass of compute.",
+)
 flags.DEFINE_enum(
     "strategy",
     "default",
@@ -373,6 +379,8 @@ def _build_model() -> GlowModel:
     else:
         # 8-bit data: the preset's bit depth (8 when it names none, as the digits preset).
         overrides.update(num_bins=None, n_bits=preset.get("n_bits", 8))
+    if FLAGS.memory_efficient:
+        overrides["memory_efficient"] = True
     for name in ("num_levels", "num_steps", "hidden_channels"):
         if FLAGS[name].value is not None:
             overrides[name] = FLAGS[name].value

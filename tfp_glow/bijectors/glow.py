@@ -10,6 +10,7 @@ import tensorflow as tf
 from tfp_glow.bijectors._base import GlowBijector, check_int
 from tfp_glow.bijectors.coupling import merge_channels, split_channels
 from tfp_glow.bijectors.flow_step import COUPLINGS, PERMUTATIONS, FlowStep
+from tfp_glow.bijectors.recompute import inverse_with_recomputed_gradients
 from tfp_glow.bijectors.split_prior import SplitPrior
 from tfp_glow.bijectors.squeeze import Squeeze
 from tfp_glow.bijectors.top_prior import TopPrior
@@ -75,6 +76,7 @@ class Glow(GlowBijector):
         lu_decomposed: bool = True,
         split_prior: bool = True,
         learn_top_prior: bool = False,
+        memory_efficient: bool = False,
         scale_fn: str = "sigmoid",
         seed: int | None = None,
         dtype: tf.DType = tf.float32,
@@ -96,6 +98,11 @@ class Glow(GlowBijector):
             as standard normal.
           learn_top_prior: Python `bool`, learned per-channel mean and scale of the
             top latent (default `False`: standard normal).
+          memory_efficient: Python `bool`: gradients of the encoding direction
+            (training) rebuild each step's activations from its output by the
+            exact inverse instead of storing them (`recompute.py`), so activation
+            memory does not grow with depth; about one more pass of compute.
+            Default `False`.
           scale_fn: the couplings' scale, `'sigmoid'` (default) or `'exp'`.
           seed: Python `int` or `None`, seed of all initial weights.
           dtype: `tf.DType` of the variables and images. Default `tf.float32`.
@@ -142,6 +149,7 @@ class Glow(GlowBijector):
         self._image_shape = (height, width, channels)
         self._num_levels = num_levels
         self._num_steps = num_steps
+        self._memory_efficient = bool(memory_efficient)
         rng = np.random.default_rng(seed)
         with tf.name_scope(name) as name:
             self.squeeze = Squeeze(2, validate_args=validate_args)
@@ -299,7 +307,10 @@ class Glow(GlowBijector):
                 if initialize:
                     x = step.initialize(x, **conditioning)
                 else:
-                    x, ldj = step.inverse_and_log_det(x, **conditioning)
+                    if self._memory_efficient:
+                        x, ldj = inverse_with_recomputed_gradients(step, x, **conditioning)
+                    else:
+                        x, ldj = step.inverse_and_log_det(x, **conditioning)
                     log_det += ldj
             if level < self._num_levels - 1:
                 if self.split_priors:

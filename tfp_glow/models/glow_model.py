@@ -70,6 +70,7 @@ class GlowModel(keras.Model):
         lu_decomposed: bool = True,
         split_prior: bool = True,
         learn_top_prior: bool = True,
+        memory_efficient: bool = False,
         scale_fn: str = "sigmoid",
         n_bits: int = 8,
         num_bins: int | None = None,
@@ -90,6 +91,10 @@ class GlowModel(keras.Model):
           lu_decomposed: LU form of the 1x1 convolutions. Default `True`.
           split_prior: learned prior of the channels leaving at each split. Default `True`.
           learn_top_prior: learned mean and scale of the top latent. Default `True`.
+          memory_efficient: rebuild each step's activations in the backward pass
+            from its output by the exact inverse instead of storing them, so that
+            training memory does not grow with depth (about one more pass of
+            compute). Default `False`.
           scale_fn: coupling scale, `'sigmoid'` (default) or `'exp'`.
           n_bits: bits per pixel kept from 8-bit input (5 for the paper's CelebA).
             Default 8. Ignored when `num_bins` is given.
