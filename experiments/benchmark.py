@@ -501,28 +501,29 @@ def report(args, command, started, loadavg_start, ceiling, results, loadavg_end,
     )
     add("")
     add(
-        "| configuration | ms / step | train images/s | GFLOP/s | % of conv ceiling | peak RSS train (MiB) "
-        "| RSS after import (MiB) | sample images/s | encode images/s | first call (s) | graph ops "
-        "| parameters |"
+        "| configuration | ms / step | min ms / step | train images/s | GFLOP/s | % of conv ceiling "
+        "| peak RSS train (MiB) | RSS after import (MiB) | sample images/s | encode images/s "
+        "| first call (s) | graph ops | parameters |"
     )
-    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     by_name = {}
     for r in results:
         name = r["config"]
         by_name[name] = r
         label = f"`{name}` ({CONFIGS[name]})"
         if r.get("not_implemented"):
-            add(f"| {label} | not implemented | | | | | | | | | | |")
+            add(f"| {label} | not implemented | | | | | | | | | | | |")
             continue
         if "error" in r:
-            add(f"| {label} | failed: {r['error'][:120]} | | | | | | | | | | |")
+            add(f"| {label} | failed: {r['error'][:120]} | | | | | | | | | | | |")
             continue
         step = r["step_s"]
         gflops = r["train_flops"] / step / 1e9
         r["gflops"] = gflops
         r["ceiling_fraction"] = gflops / conv_ceiling if conv_ceiling else None
         add(
-            f"| {label} | {step * 1e3:.0f} | {args.batch_size / step:.0f} | {gflops:.1f} "
+            f"| {label} | {step * 1e3:.0f} | {min(r['step_times_s']) * 1e3:.0f} "
+            f"| {args.batch_size / step:.0f} | {gflops:.1f} "
             f"| {_fmt(None if conv_ceiling is None else 100 * r['ceiling_fraction'], '.1f')} "
             f"| {r['peak_rss_train_kib'] / 1024:.0f} | {r['rss_after_import_kib'] / 1024:.0f} "
             f"| {args.batch_size / r['sample_s']:.0f} | {args.batch_size / r['encode_s']:.0f} "

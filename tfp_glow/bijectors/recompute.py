@@ -35,7 +35,12 @@ def inverse_with_recomputed_gradients(step, y: tf.Tensor, **conditioning) -> tup
 
         def gradient(dx, dlog_det, variables=None):
             variables = list(variables or [])
-            y_rebuilt = tf.stop_gradient(step.forward_and_log_det(tf.stop_gradient(x), **conditioning)[0])
+            # Not before the gradient arrives: graph executors run ops as soon as their
+            # inputs are ready, and a recomputation scheduled during the forward pass
+            # would hold its activations as long as the plain path does.
+            with tf.control_dependencies([dx, dlog_det]):
+                x_later = tf.identity(tf.stop_gradient(x))
+            y_rebuilt = tf.stop_gradient(step.forward_and_log_det(x_later, **conditioning)[0])
             with tf.GradientTape() as tape:
                 tape.watch(y_rebuilt)
                 x_again, log_det_again = step.inverse_and_log_det(y_rebuilt, **conditioning)
