@@ -534,7 +534,10 @@ def report(args, command, started, loadavg_start, ceiling, results, loadavg_end,
     ]
     if loads:
         add("")
-        add(f"1-minute load average when each worker started: {'; '.join(loads)}.")
+        add(
+            f"1-minute load average when each worker started (the previous worker's load decays "
+            f"into it): {'; '.join(loads)}."
+        )
     add("")
     add("Ratios and targets:")
     tfb = by_name.get("tfb_glow")
@@ -579,10 +582,15 @@ def report(args, command, started, loadavg_start, ceiling, results, loadavg_end,
                     f"({(r['step_s'] - floor['total_s']) * 1e3:.0f} ms) is everything else "
                     f"(elementwise ops, slicing and concatenation, log-dets, Adam, per-op overhead)."
                 )
-    if any(max(x) > 1.5 for x in (loadavg_start, loadavg_end)):
+    if max(loadavg_start[0], loadavg_end[0]) > 1.5:
         add(
-            "- Load average above 1.5 at the start or end: other jobs may have shared the "
+            "- 1-minute load average above 1.5 at the start or end: other jobs may have shared the "
             f"{os.cpu_count()} cores during this run; its seconds are then upper bounds."
+        )
+    else:
+        add(
+            "- 1-minute load average at most 1.5 at the start and end (a busy worker alone adds about 1 "
+            "to it): the cores were probably not shared."
         )
     if floor and "layers" in floor:
         add("")
