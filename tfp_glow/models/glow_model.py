@@ -408,3 +408,64 @@ class GlowModel(keras.Model):
         else:
             eps = tf.random.stateless_normal(shape, seed=[int(seed), 0])
         return self.decode(temperature * eps)
+
+    # Applications: thin methods over tfp_glow.models.applications (imported lazily, no cycle).
+
+    def temperature_grid(
+        self, temperatures: Sequence[float], num_per_row: int = 8, seed: int = 0
+    ) -> tf.Tensor:
+        """uint8 [len(temperatures), num_per_row, H, W, C]: one row per temperature, same noise.
+
+        See `tfp_glow.models.applications.temperature_grid`."""
+        from tfp_glow.models import applications
+
+        return applications.temperature_grid(self, temperatures, num_per_row, seed)
+
+    def interpolate(self, image_a, image_b, steps: int = 8) -> tf.Tensor:
+        """uint8 [steps, H, W, C] from `image_a` to `image_b`, linear in the latent of every level.
+
+        See `tfp_glow.models.applications.interpolate`."""
+        from tfp_glow.models import applications
+
+        return applications.interpolate(self, image_a, image_b, steps)
+
+    def attribute_direction(self, images_with, images_without) -> tf.Tensor:
+        """float32 [D]: mean latent of `images_with` minus that of `images_without`.
+
+        See `tfp_glow.models.applications.attribute_direction`."""
+        from tfp_glow.models import applications
+
+        return applications.attribute_direction(self, images_with, images_without)
+
+    def manipulate(self, image, direction, alphas: Sequence[float]) -> tf.Tensor:
+        """uint8 [len(alphas), H, W, C]: the image decoded from z + alpha * direction.
+
+        See `tfp_glow.models.applications.manipulate`."""
+        from tfp_glow.models import applications
+
+        return applications.manipulate(self, image, direction, alphas)
+
+    def inpaint(
+        self,
+        images,
+        mask,
+        steps: int = 300,
+        learning_rate: float = 0.05,
+        langevin: bool = False,
+        seed: int = 0,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(uint8 completed images, their bits/dim): the pixels where `mask` is True filled by
+        gradient ascent on log p (or Langevin sampling), observed pixels kept exactly.
+
+        See `tfp_glow.models.applications.inpaint`."""
+        from tfp_glow.models import applications
+
+        return applications.inpaint(self, images, mask, steps, learning_rate, langevin, seed)
+
+    def score(self, images, batch_size: int = 256) -> tf.Tensor:
+        """float32 [N]: bits per dimension of each image, in batches of `batch_size`.
+
+        See `tfp_glow.models.applications.score`."""
+        from tfp_glow.models import applications
+
+        return applications.score(self, images, batch_size)
