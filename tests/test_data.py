@@ -122,6 +122,29 @@ def test_digits_repeat_reshuffles_every_epoch():
     assert sorted(_as_bytes(epoch1)) == sorted(_as_bytes(epoch2))
 
 
+def test_repeat_batches_each_epoch_on_its_own_and_start_epoch_replays_its_order():
+    # 200 validation images in batches of 64: 4 batches per epoch, the last of 8 images.
+    ds = data.load("digits", "validation", batch_size=64, shuffle=True, seed=3, repeat=True)
+    batches = list(ds.take(12).as_numpy_iterator())
+    assert [len(b) for b in batches] == [64, 64, 64, 8] * 3
+    epochs = [np.concatenate(batches[i : i + 4]) for i in (0, 4, 8)]
+    stored = sorted(_as_bytes(data.load_numpy("digits", "validation")))
+    assert all(sorted(_as_bytes(epoch)) == stored for epoch in epochs)
+    assert not np.array_equal(epochs[1], epochs[2])
+    # Starting at epoch 1 gives epochs 1 and 2 again: what a resumed run reads.
+    restarted = data.load(
+        "digits", "validation", batch_size=64, shuffle=True, seed=3, repeat=True, start_epoch=1
+    )
+    np.testing.assert_array_equal(
+        np.concatenate(list(restarted.take(8).as_numpy_iterator())), np.concatenate(epochs[1:])
+    )
+    assert data.num_batches(data.load("digits", "validation", batch_size=64)) == 4
+    with pytest.raises(ValueError, match="finite dataset"):
+        data.num_batches(ds)
+    with pytest.raises(ValueError, match=r"`start_epoch` to be an integer >= 0. Received: start_epoch=-1"):
+        data.load("digits", "validation", repeat=True, start_epoch=-1)
+
+
 def test_digits_labels_follow_images_through_shuffle():
     stored_images, stored_labels = data.load_numpy("digits", "test", with_labels=True)
     label_of = dict(zip(_as_bytes(stored_images), stored_labels, strict=True))
@@ -149,6 +172,18 @@ def test_digits_resize_keeps_levels():
 
 # --------------------------------------------------------------------------------------------------
 # tfds (offline, through tfds.testing.mock_data)
+
+
+def test_tfds_repeat_batches_per_epoch_and_start_epoch_reads_on_from_there():
+    with tfds.testing.mock_data(num_examples=10):
+        ds = data.load("tfds:mnist", "train", batch_size=4, shuffle=True, seed=1, repeat=True)
+        batches = list(ds.take(6).as_numpy_iterator())
+        later = data.load(
+            "tfds:mnist", "train", batch_size=4, shuffle=True, seed=1, repeat=True, start_epoch=1
+        )
+        restarted = list(later.take(3).as_numpy_iterator())
+    assert [len(b) for b in batches] == [4, 4, 2] * 2
+    np.testing.assert_array_equal(np.concatenate(restarted), np.concatenate(batches[3:]))
 
 
 def test_tfds_mnist_with_labels():

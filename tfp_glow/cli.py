@@ -11,6 +11,9 @@ fits it with Keras and writes into --model_dir:
   model.keras                  the best epoch by validation bits/dim (the last epoch when there
                                is no validation split); `evaluate` and `sample` load it
   checkpoints/epoch_NNN.keras  the whole model after every epoch (NNN counts from 001)
+  resume/                      the training state (weights, optimizer, step, data position),
+                               every --checkpoint_every batches and every epoch; a later `train`
+                               with the same --model_dir continues from it (see --resume)
   samples_epoch_NNN.png        --num samples at --temperature with seed --seed, every epoch
   logs/                        TensorBoard logs (needs the `tensorboard` package)
   learning_curve.png           train / validation / test bits/dim per epoch
@@ -36,14 +39,14 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from tfp_glow import data, plots
+from tfp_glow import data, plots, resume
 from tfp_glow.callbacks import AtomicCheckpoint
 from tfp_glow.export import export_saved_model
 from tfp_glow.models import PRESETS, GlowModel, default_optimizer
@@ -54,11 +57,13 @@ __all__ = ["DEFAULT_EPOCHS", "COMMANDS", "main", "run"]
 # 5 minutes on 2 CPU cores.
 DEFAULT_EPOCHS = 50
 DEFAULT_EMA_MOMENTUM = 0.995
+DEFAULT_CHECKPOINT_EVERY = 500
 COMMANDS = ("train", "evaluate", "sample", "export")
 PROGRAM = "tfp-glow"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 MODEL_FILE = "model.keras"
+RESUME_DIR = "resume"
 
 _HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
 
@@ -110,6 +115,24 @@ flags.DEFINE_integer(
     "Training steps with a non-finite loss or gradient are skipped (the weights stay as they were); "
     "after this many in one run, training stops with a message.",
     lower_bound=0,
+)
+flags.DEFINE_bool(
+    "resume",
+    None,
+    "Continue from the last checkpoint in --model_dir/resume (the default when there is one); "
+    "--noresume starts afresh and replaces it.",
+)
+flags.DEFINE_integer(
+    "checkpoint_every",
+    DEFAULT_CHECKPOINT_EVERY,
+    "Training batches between resume checkpoints (also written after every epoch).",
+    lower_bound=1,
+)
+flags.DEFINE_bool(
+    "deterministic",
+    False,
+    "Turn on TensorFlow's op determinism: a run, interrupted and resumed or not, gives the same "
+    "weights for the same --seed (slower on GPUs).",
 )
 flags.DEFINE_integer(
     "seed",
@@ -294,7 +317,8 @@ def _flag_values() -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class _Datasets:
-    train: tf.data.Dataset
+    train: Callable[[int], tf.data.Dataset]  # epoch -> the training batches from that epoch on
+    steps_per_epoch: int
     validation: tf.data.Dataset | None
     test: tf.data.Dataset | None
 
@@ -302,14 +326,61 @@ class _Datasets:
 def _train() -> int:
     start = time.perf_counter()
     model_dir = FLAGS.model_dir
-    # Everything that can be wrong with the flags is found here, before any training.
+    if FLAGS.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    # Everything that can be wrong with the flags or the resume state is found here, before any
+    # training and before anything is written.
     with make_strategy(FLAGS.strategy).scope():
         model = _build_model()
         _compile(model)
     datasets = _train_datasets(model)
-    # A later --resume loads the newest checkpoint here and passes its epoch as initial_epoch.
-    history, epoch_seconds = _fit(model, datasets, model_dir, initial_epoch=0)
+    state = _resume_state(model, datasets)
+    history, epoch_seconds = _fit(model, datasets, model_dir, state)
     return _finish(model_dir, datasets, history, epoch_seconds, start)
+
+
+def _run_identity(datasets: _Datasets) -> dict:
+    """What a resume state must share with this run for its data position to mean the same."""
+    return {
+        "dataset": FLAGS.dataset,
+        "train_split": FLAGS.train_split,
+        "batch_size": FLAGS.batch_size,
+        "seed": FLAGS.seed,
+        "steps_per_epoch": datasets.steps_per_epoch,
+    }
+
+
+def _resume_state(model: GlowModel, datasets: _Datasets) -> resume.TrainingState | None:
+    """Restores --model_dir's resume state into `model` (per --resume); `None` for a fresh run."""
+    directory = os.path.join(FLAGS.model_dir, RESUME_DIR)
+    if FLAGS.resume is False:
+        return None
+    try:
+        state = resume.load_state(directory)
+        if state is None:
+            if FLAGS.resume:
+                raise _UsageError(f"--resume: there is no resume state in {directory}")
+            return None
+        saved = {k: v for k, v in state.run.items() if k != "config"}
+        if saved != _run_identity(datasets):
+            changed = ", ".join(
+                f"{k}={saved.get(k)!r} there, {v!r} here"
+                for k, v in _run_identity(datasets).items()
+                if saved.get(k) != v
+            )
+            raise ValueError(
+                f"the resume state in {directory} is of a run on other data ({changed}); "
+                "train into a new --model_dir, or pass --noresume to start this one afresh"
+            )
+        resume.restore(model, directory, state)
+    except ValueError as error:
+        raise _RunError(str(error)) from None
+    print(
+        f"{PROGRAM}: resuming from epoch {state.epoch + 1}, batch {state.batch} "
+        f"(training batch {state.global_step} of the run) in {directory}",
+        file=sys.stderr,
+    )
+    return state
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -398,39 +469,78 @@ def _train_datasets(model: GlowModel) -> _Datasets:
     validation_split = FLAGS.validation_split
     if validation_split is None:
         validation_split = "validation" if FLAGS.dataset == "digits" else ""
+    one_epoch = _load(model, "train_split", FLAGS.train_split, shuffle=True)
     return _Datasets(
-        train=_load(model, "train_split", FLAGS.train_split, shuffle=True),
+        train=lambda epoch: _load(model, "train_split", FLAGS.train_split, shuffle=True, start_epoch=epoch),
+        steps_per_epoch=data.num_batches(one_epoch),
         validation=_load(model, "validation_split", validation_split) if validation_split else None,
         test=_load(model, "test_split", FLAGS.test_split) if FLAGS.test_split else None,
     )
 
 
-def _fit(model: GlowModel, datasets: _Datasets, model_dir: str, initial_epoch: int = 0):
-    """Fits `model` up to --epochs; returns the history (lists per epoch) and epoch times."""
-    timer = _EpochTimer()
-    history = model.fit(
-        datasets.train,
-        validation_data=datasets.validation,
-        epochs=FLAGS.epochs,
-        initial_epoch=initial_epoch,
-        callbacks=[*_train_callbacks(model_dir, datasets.validation is not None), timer],
-        verbose=FLAGS.verbose,
-        shuffle=False,  # The train split is shuffled by tfp_glow.data, every epoch.
+def _fit(model: GlowModel, datasets: _Datasets, model_dir: str, state: resume.TrainingState | None):
+    """Fits `model` up to --epochs from `state`; returns the run's history (lists per epoch) and epoch times.
+
+    A state in the middle of an epoch is continued by a `fit` over that epoch's remaining batches,
+    then one over the remaining epochs, with the same callbacks.
+    """
+    spe = datasets.steps_per_epoch
+    epoch, batch = (state.epoch, state.batch) if state else (0, 0)
+    checkpoint = resume.ResumeCheckpoint(
+        os.path.join(model_dir, RESUME_DIR), FLAGS.checkpoint_every, spe, _run_identity(datasets), state
     )
-    return {k: [float(v) for v in values] for k, values in history.history.items()}, timer.seconds
+    fits = []  # (first epoch, epochs, batches per epoch)
+    if batch:
+        fits.append((epoch, epoch + 1, spe - batch))
+    if epoch + bool(batch) < FLAGS.epochs:
+        fits.append((epoch + bool(batch), FLAGS.epochs, spe))
+    elif not batch:
+        print(
+            f"{PROGRAM}: {model_dir} has trained {epoch} epochs already (--epochs={FLAGS.epochs})",
+            file=sys.stderr,
+        )
+    for i, (first, epochs, steps) in enumerate(fits):
+        if i:
+            # Keras ends a fit by writing the averaged (EMA) weights over the trained ones; the
+            # next fit goes on from the trained weights, as an uninterrupted run does.
+            resume.restore(model, checkpoint.directory, resume.load_state(checkpoint.directory))
+        model.fit(
+            datasets.train(first).skip(spe - steps),
+            validation_data=datasets.validation,
+            initial_epoch=first,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            callbacks=[
+                *_train_callbacks(model_dir, datasets.validation is not None, checkpoint.history),
+                checkpoint,
+            ],
+            verbose=FLAGS.verbose,
+            shuffle=False,  # tfp_glow.data shuffles every epoch, by (seed, epoch).
+        )
+        if model.stop_training:
+            break
+    return checkpoint.history, checkpoint.epoch_seconds
 
 
-def _train_callbacks(model_dir: str, has_validation: bool) -> list[keras.callbacks.Callback]:
-    callbacks = [keras.callbacks.TerminateOnNaN(), NonFiniteLimit(FLAGS.max_nonfinite_steps)]
+def _train_callbacks(
+    model_dir: str, has_validation: bool, history: dict[str, list[float]]
+) -> list[keras.callbacks.Callback]:
+    """The callbacks of `train`; `history` holds the epochs done before this process (resuming)."""
+    nonfinite = NonFiniteLimit(FLAGS.max_nonfinite_steps)
+    nonfinite.previous_epochs = nonfinite.total = float(sum(history.get("nonfinite_steps", [])))
+    callbacks = [keras.callbacks.TerminateOnNaN(), nonfinite]
     if FLAGS.ema_momentum:
         # First, so that validation and the callbacks below see the averaged weights.
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    best = AtomicCheckpoint(
+        os.path.join(model_dir, MODEL_FILE), monitor="val_bits_per_dim" if has_validation else None
+    )
+    if has_validation:
+        best.best = resume.best_of(history, "val_bits_per_dim")
     callbacks += [
         AtomicCheckpoint(os.path.join(model_dir, "checkpoints", "epoch_{epoch:03d}.keras")),
         # The best epoch by validation bits/dim; without validation, every epoch (so the last).
-        AtomicCheckpoint(
-            os.path.join(model_dir, MODEL_FILE), monitor="val_bits_per_dim" if has_validation else None
-        ),
+        best,
         SampleGrid(model_dir, num=FLAGS.num, temperature=FLAGS.temperature, seed=FLAGS.seed),
     ]
     callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")))
@@ -491,20 +601,6 @@ class NonFiniteLimit(keras.callbacks.Callback):
         self.previous_epochs = self.total
 
 
-class _EpochTimer(keras.callbacks.Callback):
-    """Seconds per epoch, validation and the other callbacks' epoch-end work included."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-
-
 # --------------------------------------------------------------------------------------------------
 # evaluate, sample and export.
 
@@ -549,8 +645,13 @@ def _dataset_info(spec: str, image_shape: tuple[int, int, int] | None) -> data.D
         raise _UsageError(f"--dataset={spec}: {error}{hint}") from None
 
 
-def _load(model: GlowModel, flag: str, split: str, shuffle: bool | None = None):
-    """The batched split for `model`, resized to its image shape; checks the levels match."""
+def _load(
+    model: GlowModel, flag: str, split: str, shuffle: bool | None = None, start_epoch: int | None = None
+):
+    """The batched split for `model`, resized to its image shape; checks the levels match.
+
+    With `start_epoch`, the split repeats indefinitely from that epoch on (see `data.load`).
+    """
     spec = FLAGS.dataset
     info = _dataset_info(spec, model.image_shape)
     levels = _input_levels(model)
@@ -564,6 +665,8 @@ def _load(model: GlowModel, flag: str, split: str, shuffle: bool | None = None):
             image_shape=model.image_shape,
             shuffle=shuffle,
             seed=FLAGS.seed,
+            repeat=start_epoch is not None,
+            start_epoch=start_epoch or 0,
             data_dir=FLAGS.data_dir,
         )
     except (ValueError, OSError) as error:

@@ -42,12 +42,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import zipfile
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["DatasetInfo", "info", "load", "load_numpy"]
+__all__ = ["DatasetInfo", "info", "load", "load_numpy", "num_batches"]
 
 _SPEC_HELP = "Expected 'digits', 'tfds:<name>[:<config>]', 'folder:<path>' or 'npz:<path>'."
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -131,6 +132,7 @@ def load(
     shuffle: bool | None = None,
     seed: int = 0,
     repeat: bool = False,
+    start_epoch: int = 0,
     drop_remainder: bool = False,
     with_labels: bool = False,
     data_dir: str | None = None,
@@ -151,7 +153,13 @@ def load(
         match).
       shuffle: Whether to shuffle. Default value: `None` (shuffle the `train` split only).
       seed: Seed of the shuffle (and of TFDS file shuffling). Default value: 0.
-      repeat: Whether to repeat indefinitely (reshuffling every epoch). Default value: `False`.
+      repeat: Whether to repeat indefinitely. Each pass over the split (epoch) is batched on its
+        own, and its order depends on `seed` and the epoch number alone: epoch e is the same
+        whether it is reached by iterating or by starting there with `start_epoch=e`, which is
+        what resuming an interrupted run needs. In-memory sources (digits, npz, folder) draw
+        each epoch's permutation from the stateless seed `(e, seed)`, so starting at epoch e
+        costs nothing; TFDS streams read (and drop) the epochs before e. Default value: `False`.
+      start_epoch: With `repeat`, the number of the first epoch. Default value: 0.
       drop_remainder: Whether to drop a last, smaller batch. Default value: `False`.
       with_labels: Whether to yield `(images, labels)`. Default value: `False`.
       data_dir: Optional TFDS data directory. Default value: `None` (TFDS's default).
@@ -167,6 +175,7 @@ def load(
       FileNotFoundError: If a `folder:` or `npz:` path does not exist.
     """
     _check_positive_int("batch_size", batch_size)
+    _check_non_negative_int("start_epoch", start_epoch)
     if take is not None:
         _check_positive_int("take", take)
     if not isinstance(split, str) or not split:
@@ -180,13 +189,9 @@ def load(
     ds = source.examples(split, bool(shuffle), seed)
     if take is not None:
         ds = ds.take(take)
-    if shuffle:
-        buffer = source.shuffle_buffer
-        if buffer is None:
-            buffer = max(int(ds.cardinality()), 1)
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    buffer = source.shuffle_buffer
+    if buffer is None:
+        buffer = max(int(ds.cardinality()), 1)
 
     target = source.info.image_shape
 
@@ -197,9 +202,49 @@ def load(
             return image, tf.cast(label, tf.int32)
         return image
 
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    def batched(examples):
+        examples = examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        return examples.batch(batch_size, drop_remainder=drop_remainder)
+
+    if repeat and shuffle and source.shuffle_buffer is None:
+        # In memory: epoch e is a permutation drawn from the stateless seed (seed, e) alone.
+        everything = ds.batch(max(int(ds.cardinality()), 1)).get_single_element()
+
+        def epoch(number):
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(tf.shape(tf.nest.flatten(everything)[0])[0]), seed=tf.stack([number, seed])
+            )
+            permuted = tf.nest.map_structure(lambda t: tf.gather(t, order), everything)
+            return batched(tf.data.Dataset.from_tensor_slices(permuted))
+
+        ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+    elif repeat:
+        # Streamed: one seeded sequence of epochs; reaching epoch e means reading the e before it.
+        one_epoch = batched(ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True) if shuffle else ds)
+        ds = one_epoch.repeat()
+        if start_epoch:
+            ds = ds.skip(start_epoch * num_batches(one_epoch))
+    else:
+        if shuffle:
+            # A new order each time the dataset is iterated (each epoch of a Keras `fit`).
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = batched(ds)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def num_batches(dataset: tf.data.Dataset) -> int:
+    """The number of batches of a finite dataset: its cardinality, counted when TF does not know it.
+
+    Raises:
+      ValueError: If `dataset` is infinite.
+    """
+    cardinality = int(dataset.cardinality())
+    if cardinality == tf.data.INFINITE_CARDINALITY:
+        raise ValueError("Expected a finite dataset. Received: a dataset that repeats indefinitely")
+    if cardinality == tf.data.UNKNOWN_CARDINALITY:
+        cardinality = int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
+    return cardinality
 
 
 def load_numpy(
@@ -459,8 +504,16 @@ def _npz_source(spec: str, path: str, image_shape: tuple[int, int, int] | None) 
     filename = os.path.expanduser(path)
     if not os.path.isfile(filename):
         raise FileNotFoundError(f"File {filename!r} does not exist. Received: spec={spec!r}")
-    with np.load(filename, allow_pickle=False) as npz:
-        contents = {key: npz[key] for key in npz.files}
+    try:
+        npz = np.load(filename, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError("one array, not named arrays")
+        with npz:
+            contents = {key: npz[key] for key in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"{filename} is not a readable NumPy .npz file of named arrays ({error}). Received: spec={spec!r}"
+        ) from None
 
     num_bins = 256
     if "num_bins" in contents:
@@ -588,6 +641,11 @@ def _check_positive_int(name: str, value) -> None:
         raise ValueError(f"Expected `{name}` to be an integer >= 1. Received: {name}={value!r}")
 
 
+def _check_non_negative_int(name: str, value) -> None:
+    if not _is_int(value) or value < 0:
+        raise ValueError(f"Expected `{name}` to be an integer >= 0. Received: {name}={value!r}")
+
+
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -606,6 +664,11 @@ def _check_npz_images(filename: str, key: str, array: np.ndarray, num_bins: int)
         raise ValueError(
             f"{filename}: array {key!r} must hold values in [0, {num_bins}). "
             f"Received: min={array.min()}, max={array.max()}"
+        )
+    if 0 in array.shape[1:]:
+        raise ValueError(
+            f"{filename}: array {key!r} must hold images of positive height, width and channels. "
+            f"Received: shape={array.shape}"
         )
     if array.ndim == 3:
         array = array[..., np.newaxis]  # Grey images: make C explicit.

@@ -1,0 +1,47 @@
+"""`tfp-glow train` that stops dead after a given training batch, to be SIGKILLed there.
+
+Usage: python interrupted_train.py STOP_AFTER MARKER_FILE [tfp-glow train flags...]
+
+After its STOP_AFTER-th training batch (counted over the run, resumed batches included) the
+process writes MARKER_FILE and sleeps; the test then kills it with SIGKILL, so the kill falls at a
+known batch however fast the machine is.
+"""
+
+import os
+import sys
+import time
+
+import keras
+
+from tfp_glow import cli
+
+
+class _StopDead(keras.callbacks.Callback):
+    def __init__(self, stop_after: int, marker: str):
+        super().__init__()
+        self.stop_after = stop_after
+        self.marker = marker
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        if self.batches == self.stop_after:
+            with open(self.marker, "w") as f:
+                f.write(str(os.getpid()))
+            while True:
+                time.sleep(1)
+
+
+def main() -> None:
+    stop_after, marker, flags = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    train_callbacks = cli._train_callbacks
+
+    def with_stop(*args, **kwargs):
+        return [*train_callbacks(*args, **kwargs), _StopDead(stop_after, marker)]
+
+    cli._train_callbacks = with_stop
+    sys.exit(cli.main(["tfp-glow", "train", *flags]))
+
+
+if __name__ == "__main__":
+    main()
