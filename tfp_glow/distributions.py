@@ -35,15 +35,25 @@ def glow_distribution(glow: Glow, temperature: float | tf.Tensor = 1.0) -> tfd.T
 
     Raises:
       TypeError: if `glow` is not a `tfp_glow.Glow`.
-      ValueError: if a Python `temperature` is negative or not finite.
+      ValueError: if `temperature` (a Python number, or a tensor whose value is known
+        statically) is negative or not finite. A tensor known only at run time is
+        checked then (InvalidArgumentError) when `glow.validate_args`.
     """
     if not isinstance(glow, Glow):
         raise TypeError(f"`glow` must be a tfp_glow.Glow. Received: glow={glow!r}")
-    if isinstance(temperature, (int, float, np.number)) and not (
-        math.isfinite(temperature) and temperature >= 0
+    message = "`temperature` must be a finite number >= 0. Received: temperature="
+    static = tf.get_static_value(temperature) if tf.is_tensor(temperature) else temperature
+    if isinstance(static, (int, float, np.number, np.ndarray)) and not (
+        np.all(np.isfinite(static)) and np.all(np.asarray(static) >= 0)
     ):
-        raise ValueError(f"`temperature` must be a finite number >= 0. Received: temperature={temperature!r}")
+        raise ValueError(f"{message}{np.asarray(static).tolist()!r}")
     temperature = tf.cast(temperature, glow.dtype)
+    if glow.validate_args and static is None:
+        check = tf.debugging.Assert(
+            tf.reduce_all(tf.math.is_finite(temperature) & (temperature >= 0)), [message, temperature]
+        )
+        with tf.control_dependencies([check]):
+            temperature = tf.identity(temperature)
     base = tfd.Sample(
         tfd.Normal(loc=tf.zeros([], glow.dtype), scale=temperature),
         sample_shape=[glow.event_size],
@@ -72,6 +82,11 @@ def bits_per_dim(log_prob: tf.Tensor, image_shape: Sequence[int], num_bins: int)
     """
     if not isinstance(num_bins, (int, np.integer)) or num_bins < 2:
         raise ValueError(f"`num_bins` must be an integer >= 2. Received: num_bins={num_bins!r}")
+    if len(image_shape) != 3 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in image_shape):
+        raise ValueError(
+            f"`image_shape` must be (height, width, channels) of positive integers. "
+            f"Received: image_shape={image_shape!r}"
+        )
     d = float(np.prod(image_shape))
     log_prob = tf.convert_to_tensor(log_prob)
     return -(log_prob - d * math.log(num_bins)) / (d * math.log(2.0))

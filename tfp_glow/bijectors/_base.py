@@ -44,33 +44,41 @@ class GlowBijector(tfb.Bijector):
 
     def forward_and_log_det(self, x, **kwargs):
         """Returns `(forward(x), forward_log_det_jacobian(x, event_ndims=3))`."""
-        return self._forward_and_log_det(x, **kwargs)
+        return self._forward_and_log_det(self._finite(x), **kwargs)
 
     def inverse_and_log_det(self, y, **kwargs):
         """Returns `(inverse(y), inverse_log_det_jacobian(y, event_ndims=3))`."""
-        return self._inverse_and_log_det(y, **kwargs)
+        return self._inverse_and_log_det(self._finite(y), **kwargs)
+
+    def _finite(self, t):
+        """`t`, checked to be finite at run time when `validate_args` (InvalidArgumentError)."""
+        if not self.validate_args or not getattr(t, "dtype", tf.float32).is_floating:
+            return t
+        return tf.debugging.check_numerics(
+            t, f"{self.name} (validate_args=True) expects finite input; Received: a tensor with NaN or Inf"
+        )
 
     # TFP's hooks, all derived from the two methods above.
 
     def _augmented_forward(self, x, **kwargs):
-        y, fldj = self._forward_and_log_det(x, **kwargs)
+        y, fldj = self.forward_and_log_det(x, **kwargs)
         return y, {"ildj": -fldj}
 
     def _augmented_inverse(self, y, **kwargs):
-        x, ildj = self._inverse_and_log_det(y, **kwargs)
+        x, ildj = self.inverse_and_log_det(y, **kwargs)
         return x, {"ildj": ildj}
 
     def _forward(self, x, **kwargs):
-        return self._forward_and_log_det(x, **kwargs)[0]
+        return self.forward_and_log_det(x, **kwargs)[0]
 
     def _inverse(self, y, **kwargs):
-        return self._inverse_and_log_det(y, **kwargs)[0]
+        return self.inverse_and_log_det(y, **kwargs)[0]
 
     def _forward_log_det_jacobian(self, x, **kwargs):
-        return self._forward_and_log_det(x, **kwargs)[1]
+        return self.forward_and_log_det(x, **kwargs)[1]
 
     def _inverse_log_det_jacobian(self, y, **kwargs):
-        return self._inverse_and_log_det(y, **kwargs)[1]
+        return self.inverse_and_log_det(y, **kwargs)[1]
 
 
 def check_int(value, name: str, minimum: int = 1, why: str = "") -> int:

@@ -106,6 +106,10 @@ class ActNorm(GlowBijector):
         """
         y = tf.convert_to_tensor(y, dtype=self.dtype, name="y")
         check_image(y, self._channels, self.name)
+        # Always checked: parameters initialized from NaN or Inf would stay so for good.
+        y = tf.debugging.check_numerics(
+            y, f"ActNorm '{self.name}' must be initialized from finite values; Received: NaN or Inf"
+        )
 
         def assign():
             axes = list(range(y.shape.rank - 1)) if y.shape.rank is not None else None

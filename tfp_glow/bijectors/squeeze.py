@@ -67,6 +67,14 @@ class Squeeze(GlowBijector):
     def factor(self) -> int:
         return self._factor
 
+    @staticmethod
+    def _check_rank(t):
+        if t.shape.rank is not None and t.shape.rank < 3:
+            raise ValueError(
+                f"Squeeze expects images of shape [..., height, width, channels]. "
+                f"Received: shape={t.shape.as_list()}"
+            )
+
     def _check_divisible(self, shape, what):
         f = self._factor
         h, w = shape[-3], shape[-2]
@@ -78,6 +86,7 @@ class Squeeze(GlowBijector):
 
     def _space_to_depth(self, x):
         f = self._factor
+        self._check_rank(x)
         self._check_divisible(x.shape.as_list() if x.shape.rank else [None] * 3, "the input's")
         batch, (h, w, c) = batch_shape_of(x), _image_dims(x)
         assertions = []
@@ -98,6 +107,7 @@ class Squeeze(GlowBijector):
 
     def _depth_to_space(self, y):
         f = self._factor
+        self._check_rank(y)
         if y.shape.rank and y.shape[-1] is not None and y.shape[-1] % (f * f):
             raise ValueError(
                 f"Squeeze's inverse needs channels divisible by {f * f}. Received: shape={y.shape.as_list()}"
