@@ -268,6 +268,19 @@ class GlowModel(keras.Model):
             self._initialize_from(x)
         return super().fit(x, *args, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Builds the optimizer in the strategy's scope before the first step, without data.
+
+        Keras's TF trainer takes the first batch from the training iterator for this (so that
+        batch is never trained on) and, under a strategy, all-reduces it, which
+        MultiWorkerMirroredStrategy's collectives refuse for uint8 images (keras-team/keras#20585).
+        The model is built at construction, so the image shape is all this needs.
+        """
+        if self._distribute_strategy is None:
+            return
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=np.zeros((1, *self.image_shape), np.uint8))
+
     # Training.
 
     @property
@@ -310,7 +323,7 @@ class GlowModel(keras.Model):
         self.bits_per_dim_tracker.update_state(
             tf.where(finite, bpd, 0.0), sample_weight=tf.cast(finite, tf.float32) * tf.ones_like(bpd)
         )
-        return {m.name: m.result() for m in self.metrics}
+        return self._logs(self.metrics)
 
     @staticmethod
     def _all_replicas_finite(tensors) -> tf.Tensor:
@@ -352,11 +365,22 @@ class GlowModel(keras.Model):
 
         tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, gradients))
 
+    def _logs(self, metrics) -> dict[str, tf.Tensor]:
+        """The step's logs. Keras reduces them over the workers of a MultiWorkerMirroredStrategy
+        with `reduce("MEAN", axis=0)`, which needs a batch axis that its scalar metrics lack
+        (keras-team/keras#20585): there they get one."""
+        logs = {m.name: m.result() for m in metrics}
+        strategy = self.distribute_strategy
+        multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        if multi_worker and strategy.extended._in_multi_worker_mode():
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
     def test_step(self, data):
         bpd = self(self._unpack(data), training=True)  # uniform dequantization, as the paper
         self.loss_tracker.update_state(tf.reduce_mean(bpd))
         self.bits_per_dim_tracker.update_state(bpd)
-        return {m.name: m.result() for m in (self.loss_tracker, self.bits_per_dim_tracker)}
+        return self._logs((self.loss_tracker, self.bits_per_dim_tracker))
 
     # Using a trained model.
 
