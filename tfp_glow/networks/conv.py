@@ -23,9 +23,15 @@ def conv2d(x: tf.Tensor, kernel: tf.Variable | tf.Tensor, edge_bias: bool = Fals
 
 
 def _conv2d_nhwc(x, kernel, edge_bias):
-    if edge_bias:
-        x = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
-    return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+    if not edge_bias:
+        return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+    # conv([x, 1], K) = conv(x, K_x) + conv(1, K_1). The second term is the same for every image:
+    # it is computed once on one [1, H, W, 1] image of ones and broadcast, instead of carrying a
+    # channel of ones through every image's convolution (a copy of the input, and a wider conv).
+    channels = kernel.shape[-2] - 1  # the last input channel is the border indicator
+    out = tf.nn.conv2d(x, kernel[:, :, :channels], strides=1, padding="SAME")
+    ones = tf.ones(tf.concat([[1], tf.shape(x)[1:3], [1]], 0), x.dtype)
+    return out + tf.nn.conv2d(ones, kernel[:, :, channels:], strides=1, padding="SAME")
 
 
 class Conv2D(tf.Module):
@@ -53,6 +59,11 @@ class Conv2D(tf.Module):
             self.kernel = tf.Variable(
                 (0.05 * rng.standard_normal(shape)).astype(dtype.as_numpy_dtype), name="kernel"
             )
+
+    @property
+    def edge_bias(self) -> bool:
+        """Whether the kernel has the border-indicator input channel (last)."""
+        return self._edge_bias
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         return conv2d(x, self.kernel, self._edge_bias)
