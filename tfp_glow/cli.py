@@ -1,10 +1,15 @@
-"""`tfp-glow`: train, evaluate and sample Glow models from the command line.
+"""`tfp-glow`: train, evaluate, sample and use Glow models from the command line.
 
 Usage:
-  tfp-glow train    [--dataset=digits] [--preset=digits] [--model_dir=glow_runs/digits] [flags]
-  tfp-glow evaluate [--model_dir=DIR] [--dataset=digits] [--test_split=test]
-  tfp-glow sample   [--model_dir=DIR] [--num=64] [--temperature=0.7] [--seed=0] [--out=FILE]
-  tfp-glow export   [--model_dir=DIR] [--export_dir=DIR/export] [--export_version=N]
+  tfp-glow train       [--dataset=digits] [--preset=digits] [--model_dir=glow_runs/digits] [flags]
+  tfp-glow evaluate    [--model_dir=DIR] [--dataset=digits] [--test_split=test]
+  tfp-glow sample      [--model_dir=DIR] [--num=64] [--temperature=0.7] [--seed=0] [--out=FILE]
+  tfp-glow sample      --temperatures=0,0.5,0.7,1.0 [--num_per_row=8] [--seed=0] [--out=FILE]
+  tfp-glow interpolate [--model_dir=DIR] [--dataset=digits] [--split=test] [--indices=0,1,2,3]
+                       [--steps=8] [--out=FILE]
+  tfp-glow inpaint     [--model_dir=DIR] [--mask=center|left|random] [--num=64] [--num_per_row=8]
+                       [--inpaint_steps=300] [--langevin] [--seed=0] [--out=FILE]
+  tfp-glow export      [--model_dir=DIR] [--export_dir=DIR/export] [--export_version=N]
 
 `train` builds `GlowModel.from_preset(--preset)` (with the architecture flags as overrides),
 fits it with Keras and writes into --model_dir:
@@ -19,6 +24,23 @@ fits it with Keras and writes into --model_dir:
   learning_curve.png           train / validation / test bits/dim per epoch
   metrics.json                 history, best_epoch, test_bits_per_dim, times, config, flags
 and prints `test bits/dim: X.XXX` last, measured on --test_split with model.keras.
+
+`sample` writes a grid of --num samples at --temperature; with --temperatures it writes one row
+of --num_per_row samples per temperature instead, every row from the same noise (so the rows
+differ only by the temperature, and the temperature-0 row is the latent mode whatever --seed).
+
+`interpolate` takes the images of --split at --indices in pairs A,B and writes one row per pair:
+--steps images on the straight line in latent space from A to B, both ends included.
+
+`inpaint` takes the first --num images of --split, hides the pixels of --mask (center: the
+middle half of each side; left: the left half; random: each pixel with probability 1/2, drawn
+with --seed), fills them by --inpaint_steps of gradient ascent on log p (or Langevin sampling
+with --langevin), and writes blocks of three rows, --num_per_row images wide: the originals,
+the masked images (hidden pixels mid-grey) and the inpainted ones. It prints the mean bits/dim
+of the inpainted images, of the same images with the hidden pixels filled at random, and of
+the originals.
+
+`sample`, `interpolate` and `inpaint` print the PNG file they wrote, last.
 
 `export` writes model.keras as a SavedModel for TF Serving into --export_dir/<version>/ (see
 tfp_glow.export) and prints that folder.
@@ -58,7 +80,7 @@ __all__ = ["DEFAULT_EPOCHS", "COMMANDS", "main", "run"]
 DEFAULT_EPOCHS = 50
 DEFAULT_EMA_MOMENTUM = 0.995
 DEFAULT_CHECKPOINT_EVERY = 500
-COMMANDS = ("train", "evaluate", "sample", "export")
+COMMANDS = ("train", "evaluate", "sample", "interpolate", "inpaint", "export")
 PROGRAM = "tfp-glow"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -105,9 +127,17 @@ flags.DEFINE_bool(
 flags.DEFINE_enum(
     "strategy",
     "default",
-    ["default", "mirrored"],
-    "tf.distribute strategy: 'default' (one device) or 'mirrored' (every local GPU, data parallel; "
-    "--batch_size is the global batch).",
+    ["default", "mirrored", "multi_worker", "tpu"],
+    "tf.distribute strategy, data parallel, --batch_size being the global batch: 'default' (one "
+    "device), 'mirrored' (every local GPU), 'multi_worker' (every worker of the cluster in the "
+    "TF_CONFIG environment variable; run the same command on each, the chief, task 0, writes "
+    "--model_dir and the others <model_dir>/worker_<index>), 'tpu' (the TPU named by --tpu).",
+)
+flags.DEFINE_string(
+    "tpu",
+    None,
+    "With --strategy=tpu: the TPU's name or address as tf.distribute.cluster_resolver."
+    "TPUClusterResolver takes it ('local' for a TPU VM's own chips, or a name or grpc:// address).",
 )
 flags.DEFINE_integer(
     "max_nonfinite_steps",
@@ -165,7 +195,49 @@ flags.DEFINE_string(
 flags.DEFINE_string("test_split", "test", "Split of the final test bits/dim; '' to skip it in train.")
 flags.DEFINE_float("temperature", 0.7, "Sampling temperature (scale of the latent), >= 0.")
 flags.DEFINE_integer("num", 64, "Number of samples in each sample grid.", lower_bound=1)
-flags.DEFINE_string("out", None, "sample: PNG file of the grid (default: <model_dir>/samples.png).")
+flags.DEFINE_string(
+    "out",
+    None,
+    "sample, interpolate, inpaint: PNG file of the grid (default: <model_dir>/samples.png, "
+    "interpolation.png, inpainting.png).",
+)
+flags.DEFINE_string(
+    "temperatures",
+    None,
+    "sample: comma-separated temperatures >= 0, such as '0,0.5,0.7,1.0': one row of --num_per_row "
+    "samples per temperature, all rows from the same noise (replaces --num and --temperature).",
+)
+flags.DEFINE_integer(
+    "num_per_row",
+    8,
+    "sample --temperatures: samples per temperature row; inpaint: images per row (in blocks of "
+    "three rows: originals, masked, inpainted).",
+    lower_bound=1,
+)
+flags.DEFINE_string("split", "test", "interpolate, inpaint: split whose images are used.")
+flags.DEFINE_string(
+    "indices",
+    "0,1,2,3,4,5,6,7",
+    "interpolate: comma-separated image indices in --split, taken in pairs A,B (one row each).",
+)
+flags.DEFINE_integer(
+    "steps",
+    8,
+    "interpolate: images per row, both ends included (>= 2).",
+)
+flags.DEFINE_enum(
+    "mask",
+    "center",
+    ["center", "left", "random"],
+    "inpaint: the pixels hidden and filled in: 'center' (the middle half of each side), 'left' "
+    "(the left half) or 'random' (each pixel with probability 1/2, drawn with --seed).",
+)
+flags.DEFINE_integer("inpaint_steps", 300, "inpaint: gradient-ascent (or Langevin) steps.", lower_bound=1)
+flags.DEFINE_bool(
+    "langevin",
+    False,
+    "inpaint: sample the hidden pixels by Langevin dynamics instead of maximizing log p.",
+)
 flags.DEFINE_string("export_dir", None, "export: SavedModel base folder (default: <model_dir>/export).")
 flags.DEFINE_integer(
     "export_version",
@@ -222,6 +294,53 @@ flags.register_validator(
     "temperature",
     lambda v: math.isfinite(v) and v >= 0,
     message="--temperature must be a finite number >= 0",
+)
+
+
+def _parse_temperatures(value: str) -> list[float]:
+    try:
+        temperatures = [float(t) for t in value.split(",")]
+    except ValueError:
+        temperatures = []
+    if not temperatures or not all(math.isfinite(t) and t >= 0 for t in temperatures):
+        raise ValueError(
+            "--temperatures must be comma-separated finite numbers >= 0, such as '0,0.5,0.7,1.0'; "
+            f"got {value!r}"
+        )
+    return temperatures
+
+
+def _parse_indices(value: str) -> list[tuple[int, int]]:
+    try:
+        indices = [int(i) for i in value.split(",")]
+    except ValueError:
+        indices = []
+    if not indices or len(indices) % 2 or min(indices) < 0:
+        raise ValueError(
+            "--indices must be an even number of comma-separated integers >= 0, pairs A,B of "
+            f"images to interpolate between, such as '0,1,2,3'; got {value!r}"
+        )
+    return list(zip(indices[::2], indices[1::2], strict=True))
+
+
+def _validator(parse: Callable[[str], object]) -> Callable[[str | None], bool]:
+    def check(value: str | None) -> bool:
+        try:
+            if value is not None:
+                parse(value)
+        except ValueError as error:
+            raise flags.ValidationError(str(error)) from None
+        return True
+
+    return check
+
+
+flags.register_validator("temperatures", _validator(_parse_temperatures))
+flags.register_validator("indices", _validator(_parse_indices))
+flags.register_validator(
+    "steps",
+    lambda v: v >= 2,
+    message="--steps must be an integer >= 2 (the images of a row, both ends included)",
 )
 
 
@@ -282,7 +401,14 @@ def _main(argv: Sequence[str]) -> int:
             raise _UsageError(f"unknown command {command!r}: expected one of {', '.join(COMMANDS)}")
         if extra:
             raise _UsageError(f"unexpected arguments after {command!r}: {' '.join(extra)}")
-        return {"train": _train, "evaluate": _evaluate, "sample": _sample, "export": _export}[command]()
+        return {
+            "train": _train,
+            "evaluate": _evaluate,
+            "sample": _sample,
+            "interpolate": _interpolate,
+            "inpaint": _inpaint,
+            "export": _export,
+        }[command]()
     except _UsageError as error:
         _print_usage_error(str(error))
         return EXIT_USAGE
@@ -325,16 +451,17 @@ class _Datasets:
 
 def _train() -> int:
     start = time.perf_counter()
-    model_dir = FLAGS.model_dir
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
     # Everything that can be wrong with the flags or the resume state is found here, before any
     # training and before anything is written.
-    with make_strategy(FLAGS.strategy).scope():
+    strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
+    model_dir = worker_model_dir(strategy, FLAGS.model_dir)
+    with strategy.scope():
         model = _build_model()
         _compile(model)
     datasets = _train_datasets(model)
-    state = _resume_state(model, datasets)
+    state = _resume_state(model, datasets, model_dir)
     history, epoch_seconds = _fit(model, datasets, model_dir, state)
     return _finish(model_dir, datasets, history, epoch_seconds, start)
 
@@ -350,9 +477,9 @@ def _run_identity(datasets: _Datasets) -> dict:
     }
 
 
-def _resume_state(model: GlowModel, datasets: _Datasets) -> resume.TrainingState | None:
-    """Restores --model_dir's resume state into `model` (per --resume); `None` for a fresh run."""
-    directory = os.path.join(FLAGS.model_dir, RESUME_DIR)
+def _resume_state(model: GlowModel, datasets: _Datasets, model_dir: str) -> resume.TrainingState | None:
+    """Restores `model_dir`'s resume state into `model` (per --resume); `None` for a fresh run."""
+    directory = os.path.join(model_dir, RESUME_DIR)
     if FLAGS.resume is False:
         return None
     try:
@@ -383,11 +510,43 @@ def _resume_state(model: GlowModel, datasets: _Datasets) -> resume.TrainingState
     return state
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The tf.distribute strategy of --strategy; Keras trains in its scope."""
+def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
+    """The tf.distribute strategy of --strategy (and --tpu); Keras trains in its scope."""
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        # The cluster and this worker's place in it come from TF_CONFIG; without one, one worker.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        if not tpu:
+            raise _UsageError("--strategy=tpu needs --tpu (a TPU name, a grpc:// address, or 'local')")
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as error:
+            raise _RunError(f"cannot use the TPU --tpu={tpu}: {error}") from None
+        return tf.distribute.TPUStrategy(resolver)
     return tf.distribute.get_strategy()
+
+
+def worker_model_dir(strategy: tf.distribute.Strategy, model_dir: str) -> str:
+    """Where this worker writes: `model_dir` for the chief (or the only worker), else
+    `<model_dir>/<task type>_<index>`.
+
+    Every worker saves, as Keras asks of multi-worker training, but only the chief's files are the
+    run's; the others keep theirs for resuming. The chief is the `chief` task if the cluster has
+    one, else worker 0.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if task_type is None:
+        return model_dir
+    task_id = resolver.task_id or 0
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    if task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0):
+        return model_dir
+    return os.path.join(model_dir, f"{task_type}_{task_id}")
 
 
 def _compile(model: GlowModel) -> None:
@@ -617,9 +776,78 @@ def _evaluate() -> int:
 def _sample() -> int:
     model = _load_model(os.path.join(FLAGS.model_dir, MODEL_FILE))
     out = FLAGS.out or os.path.join(FLAGS.model_dir, "samples.png")
-    _write_samples(model, out, FLAGS.num, FLAGS.temperature, FLAGS.seed)
+    if FLAGS.temperatures is None:
+        _write_samples(model, out, FLAGS.num, FLAGS.temperature, FLAGS.seed)
+    else:
+        grid = model.temperature_grid(
+            _parse_temperatures(FLAGS.temperatures), num_per_row=FLAGS.num_per_row, seed=FLAGS.seed
+        ).numpy()
+        plots.save_png(out, _rows_grid(list(grid), _input_levels(model)))
     print(out)
     return 0
+
+
+def _interpolate() -> int:
+    pairs = _parse_indices(FLAGS.indices)
+    model = _load_model(os.path.join(FLAGS.model_dir, MODEL_FILE))
+    images = _split_images(model)
+    _check_indices(pairs, len(images))
+    a, b = (images[[pair[i] for pair in pairs]] for i in (0, 1))
+    path = model.interpolate(a, b, steps=FLAGS.steps).numpy()  # [steps, pairs, H, W, C]
+    out = FLAGS.out or os.path.join(FLAGS.model_dir, "interpolation.png")
+    plots.save_png(out, _rows_grid(list(path.swapaxes(0, 1)), _input_levels(model)))
+    print(out)
+    return 0
+
+
+def _inpaint() -> int:
+    model = _load_model(os.path.join(FLAGS.model_dir, MODEL_FILE))
+    images = _split_images(model)[: FLAGS.num]
+    if not len(images):
+        raise _UsageError(f"--split={FLAGS.split} of --dataset={FLAGS.dataset} has no images")
+    levels = _input_levels(model)
+    mask = inpainting_mask(FLAGS.mask, images.shape, FLAGS.seed)
+    completed, bits = model.inpaint(
+        images, mask, steps=FLAGS.inpaint_steps, langevin=FLAGS.langevin, seed=FLAGS.seed
+    )
+    completed = completed.numpy()
+    # The baseline: the same hidden pixels filled with uniformly random levels.
+    noise = np.random.default_rng(FLAGS.seed).integers(0, levels, images.shape)
+    random_fill = np.where(mask, noise, images).astype(np.uint8)
+    masked = np.where(mask, (levels - 1) // 2, images).astype(np.uint8)  # hidden pixels mid-grey
+    rows = []
+    for start in range(0, len(images), FLAGS.num_per_row):
+        block = slice(start, start + FLAGS.num_per_row)
+        if rows:
+            rows.append(images[:0])  # an empty row between blocks
+        rows += [images[block], masked[block], completed[block]]
+    out = FLAGS.out or os.path.join(FLAGS.model_dir, "inpainting.png")
+    plots.save_png(out, _rows_grid(rows, levels))
+    print(f"inpainted bits/dim: {float(np.mean(bits)):.3f}")
+    print(f"random-fill bits/dim: {float(np.mean(model.score(random_fill))):.3f}")
+    print(f"original bits/dim: {float(np.mean(model.score(images))):.3f}")
+    print(out)
+    return 0
+
+
+def inpainting_mask(kind: str, shape: Sequence[int], seed: int = 0) -> np.ndarray:
+    """The boolean mask of `tfp-glow inpaint --mask=kind` for images [N, H, W, C], True where hidden.
+
+    'center' hides rows and columns [n // 4, n // 4 + n // 2) of each side n (the middle half),
+    'left' the columns [0, W // 2), 'random' each pixel (all its channels) with probability 1/2
+    from `seed`.
+    """
+    n, h, w, c = shape
+    mask = np.zeros(shape, bool)
+    if kind == "center":
+        mask[:, h // 4 : h // 4 + h // 2, w // 4 : w // 4 + w // 2] = True
+    elif kind == "left":
+        mask[:, :, : w // 2] = True
+    elif kind == "random":
+        mask[:] = np.random.default_rng(seed).random((n, h, w, 1)) < 0.5
+    else:
+        raise ValueError(f"unknown mask {kind!r}: expected 'center', 'left' or 'random'")
+    return mask
 
 
 def _export() -> int:
@@ -667,6 +895,7 @@ def _load(
             seed=FLAGS.seed,
             repeat=start_epoch is not None,
             start_epoch=start_epoch or 0,
+            drop_remainder=FLAGS.strategy == "tpu",  # TPUs compile for one static batch shape
             data_dir=FLAGS.data_dir,
         )
     except (ValueError, OSError) as error:
@@ -696,6 +925,42 @@ def _load_model(path: str) -> GlowModel:
 def _test_bits_per_dim(model: GlowModel, dataset) -> float:
     result = model.evaluate(dataset, return_dict=True, verbose=FLAGS.verbose)
     return float(result["bits_per_dim"])
+
+
+def _split_images(model: GlowModel) -> np.ndarray:
+    """All images of --split, at the model's image shape (interpolate and inpaint)."""
+    if not FLAGS.split:
+        raise _UsageError("--split must name a split of --dataset")
+    info = _dataset_info(FLAGS.dataset, model.image_shape)
+    levels = _input_levels(model)
+    if info.num_bins != levels:
+        raise _UsageError(
+            f"--dataset={FLAGS.dataset} has {info.num_bins} pixel levels but the model expects {levels}"
+        )
+    try:
+        return data.load_numpy(
+            FLAGS.dataset, FLAGS.split, image_shape=model.image_shape, data_dir=FLAGS.data_dir
+        )
+    except (ValueError, OSError) as error:
+        raise _UsageError(f"--split={FLAGS.split}: {error}") from None
+
+
+def _check_indices(pairs: list[tuple[int, int]], num_images: int) -> None:
+    largest = max(max(pair) for pair in pairs)
+    if largest >= num_images:
+        raise _UsageError(
+            f"--indices={FLAGS.indices}: index {largest} is out of range; --split={FLAGS.split} "
+            f"of --dataset={FLAGS.dataset} has {num_images} images (indices 0 to {num_images - 1})"
+        )
+
+
+def _rows_grid(rows: list[np.ndarray], levels: int) -> np.ndarray:
+    """One grid row per entry of `rows` (images [n_i, H, W, C]); short rows end in blank cells."""
+    cols = max(len(row) for row in rows)
+    shape = next(row.shape[1:] for row in rows if len(row))
+    blank = np.full((1, *shape), levels - 1, np.uint8)  # drawn as 255, as the padding
+    cells = [np.concatenate([row.astype(np.uint8), *[blank] * (cols - len(row))]) for row in rows]
+    return plots.image_grid(np.concatenate(cells), levels, rows=len(rows))
 
 
 def _write_samples(model: GlowModel, path: str, num: int, temperature: float, seed: int) -> None:
