@@ -70,11 +70,18 @@ def export_saved_model(model: GlowModel, export_dir: str, version: int | None = 
 
     Raises:
       TypeError: if `model` is not a `GlowModel`.
+      NotImplementedError: if `model` is class-conditional (`num_classes`): the
+        signatures take no labels.
       ValueError: if `version` is not a positive integer.
       FileExistsError: if `export_dir/<version>` exists.
     """
     if not isinstance(model, GlowModel):
         raise TypeError(f"`model` must be a tfp_glow.GlowModel. Received: model={model!r}")
+    if model.num_classes is not None:
+        raise NotImplementedError(
+            "Exporting a class-conditional GlowModel is not supported: the serving signatures take "
+            f"no labels. Received: a model with num_classes={model.num_classes}"
+        )
     if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
         raise ValueError(f"`version` must be a positive integer. Received: version={version!r}")
     export_dir = os.fspath(export_dir)

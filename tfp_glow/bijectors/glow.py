@@ -42,6 +42,16 @@ class Glow(GlowBijector):
     latent reproduces the image exactly; `split_latent` / `merge_latents` convert
     between the flat vector and the per-level images of shapes `latent_shapes`.
 
+    Class-conditional Glow (`num_classes=K`, the reference code's `ycond`): the
+    learned top prior, and with `conditional_split_priors=True` every split prior,
+    depend on the class through a zero-initialized linear map of the one-hot label
+    (see `TopPrior`, `SplitPrior`). The label is the bijector's keyword argument
+    `labels`: integer class indices in [0, K) whose shape broadcasts to the batch
+    shape (a scalar conditions the whole batch). It goes to the priors only;
+    the steps of flow stay unconditional. Through TFP: `dist.log_prob(x,
+    bijector_kwargs={"labels": y})` and `dist.sample(n, bijector_kwargs={"labels":
+    y})`. Untrained, a conditional Glow equals the unconditional one.
+
     Every ActNorm is initialized by `initialize(images)`, level by level on the real
     activations; before that they are the identity (see `ActNorm`). With zero
     initial output convolutions, an initialized untrained Glow's log-det is the
@@ -56,6 +66,13 @@ class Glow(GlowBijector):
     dist = tfp_glow.glow_distribution(glow)
     nll = -dist.log_prob(images)       # images: [N, 32, 32, 3]
     samples = tfp_glow.glow_distribution(glow, temperature=0.7).sample(16)
+
+    conditional = tfp_glow.Glow(image_shape=(32, 32, 3), num_levels=3, num_steps=8,
+                                learn_top_prior=True, num_classes=10)
+    conditional.initialize(images, labels=labels)         # labels: int [N]
+    dist = tfp_glow.glow_distribution(conditional)
+    nll = -dist.log_prob(images, bijector_kwargs={"labels": labels})
+    sevens = dist.sample(16, bijector_kwargs={"labels": 7})
     ```
 
     #### References
@@ -79,6 +96,8 @@ class Glow(GlowBijector):
         memory_efficient: bool = False,
         scale_fn: str = "sigmoid",
         seed: int | None = None,
+        num_classes: int | None = None,
+        conditional_split_priors: bool = False,
         dtype: tf.DType = tf.float32,
         validate_args: bool = False,
         name: str = "glow",
@@ -105,6 +124,12 @@ class Glow(GlowBijector):
             Default `False`.
           scale_fn: the couplings' scale, `'sigmoid'` (default) or `'exp'`.
           seed: Python `int` or `None`, seed of all initial weights.
+          num_classes: Python `int` K or `None` (default, unconditional): a
+            class-conditional top prior for `labels` in [0, K); needs
+            `learn_top_prior=True`.
+          conditional_split_priors: Python `bool`, also condition every split
+            prior on the label. Default `False`; needs `num_classes` and
+            `split_prior=True`.
           dtype: `tf.DType` of the variables and images. Default `tf.float32`.
           validate_args: Python `bool`, run-time checks of shapes and ActNorm
             initialization. Default `False`.
@@ -112,8 +137,9 @@ class Glow(GlowBijector):
 
         Raises:
           ValueError: for a malformed `image_shape`, H or W not divisible by
-            `2**num_levels`, `num_levels` or `num_steps` < 1, or an unknown
-            `coupling` or `permutation`.
+            `2**num_levels`, `num_levels` or `num_steps` < 1, an unknown
+            `coupling` or `permutation`, or conditioning options that do not fit
+            together (see `num_classes`, `conditional_split_priors`).
         """
         parameters = dict(locals())
         image_shape = tuple(image_shape) if isinstance(image_shape, (list, tuple)) else image_shape
@@ -145,11 +171,26 @@ class Glow(GlowBijector):
             raise ValueError(
                 f"`permutation` must be one of {PERMUTATIONS}. Received: permutation={permutation!r}"
             )
+        if num_classes is not None:
+            num_classes = check_int(num_classes, "num_classes")
+            if not learn_top_prior:
+                raise ValueError(
+                    "A class-conditional Glow conditions its learned top prior on the label: "
+                    "`num_classes` needs `learn_top_prior=True`. "
+                    f"Received: num_classes={num_classes}, learn_top_prior={learn_top_prior!r}"
+                )
+        if conditional_split_priors and (num_classes is None or not split_prior or num_levels == 1):
+            raise ValueError(
+                "`conditional_split_priors=True` needs `num_classes`, `split_prior=True` and "
+                "num_levels >= 2 (split priors exist between levels). "
+                f"Received: num_classes={num_classes!r}, split_prior={split_prior!r}, num_levels={num_levels}"
+            )
 
         self._image_shape = (height, width, channels)
         self._num_levels = num_levels
         self._num_steps = num_steps
         self._memory_efficient = bool(memory_efficient)
+        self._num_classes = num_classes
         rng = np.random.default_rng(seed)
         with tf.name_scope(name) as name:
             self.squeeze = Squeeze(2, validate_args=validate_args)
@@ -179,13 +220,25 @@ class Glow(GlowBijector):
                 )
                 if level < num_levels - 1:
                     if split_prior:
-                        self.split_priors.append(SplitPrior(c, dtype=dtype, name=f"level{level}_split_prior"))
+                        self.split_priors.append(
+                            SplitPrior(
+                                c,
+                                num_classes=num_classes if conditional_split_priors else None,
+                                dtype=dtype,
+                                validate_args=validate_args,
+                                name=f"level{level}_split_prior",
+                            )
+                        )
                     latent_shapes.append((h, w, c - c // 2))
                     c = c // 2
                     self._kept_channels.append(c)
                 else:
                     latent_shapes.append((h, w, c))
-            self.top_prior = TopPrior(c, dtype=dtype, name="top_prior") if learn_top_prior else None
+            self.top_prior = None
+            if learn_top_prior:
+                self.top_prior = TopPrior(
+                    c, num_classes=num_classes, dtype=dtype, validate_args=validate_args, name="top_prior"
+                )
             self._latent_shapes = tuple(latent_shapes)
             super().__init__(
                 forward_min_event_ndims=1,
@@ -209,6 +262,11 @@ class Glow(GlowBijector):
     @property
     def num_steps(self) -> int:
         return self._num_steps
+
+    @property
+    def num_classes(self) -> int | None:
+        """K for a class-conditional Glow, else `None`."""
+        return self._num_classes
 
     @property
     def event_size(self) -> int:
@@ -289,15 +347,38 @@ class Glow(GlowBijector):
 
     # The two directions.
 
-    def _inverse_and_log_det(self, y, **conditioning):
+    def _inverse_and_log_det(self, y, labels=None, **conditioning):
         self._check_image(y)
-        return self._encode(y, initialize=False, conditioning=conditioning)
+        return self._encode(y, initialize=False, labels=labels, conditioning=conditioning)
 
     # Both directions work on one flat batch dimension (fewer ops to trace and run)
     # and restore the caller's batch shape at the end.
 
-    def _encode(self, images, initialize, conditioning):
+    def _flat_labels(self, labels, batch_shape):
+        """`labels` broadcast to the caller's batch shape and flattened like the batch."""
+        if self._num_classes is None:
+            if labels is not None:
+                raise ValueError(
+                    f"{self.name} is not class-conditional (num_classes=None), so it takes no labels. "
+                    f"Received: labels={labels!r}"
+                )
+            return None
+        if labels is None:
+            raise ValueError(
+                f"{self.name} is class-conditional (num_classes={self._num_classes}): pass integer class "
+                f"labels in [0, {self._num_classes}) as the `labels` keyword argument (with TFP: "
+                "bijector_kwargs={'labels': labels}). Received: labels=None"
+            )
+        labels = tf.convert_to_tensor(labels, name="labels")
+        return tf.reshape(tf.broadcast_to(labels, batch_shape), [-1])
+
+    def _prior_labels(self, prior, labels):
+        # Only conditional priors take labels.
+        return {} if prior.num_classes is None else {"labels": labels}
+
+    def _encode(self, images, initialize, labels, conditioning):
         batch_shape = tf.shape(images)[:-3]
+        labels = self._flat_labels(labels, batch_shape)
         x = tf.reshape(images, [-1, *self._image_shape])
         latents = []
         log_det = 0.0
@@ -314,32 +395,35 @@ class Glow(GlowBijector):
                     log_det += ldj
             if level < self._num_levels - 1:
                 if self.split_priors:
-                    x, ldj = self.split_priors[level].inverse_and_log_det(x)
+                    prior = self.split_priors[level]
+                    x, ldj = prior.inverse_and_log_det(x, **self._prior_labels(prior, labels))
                     log_det += ldj
                 x, z = split_channels(x, self._kept_channels[level])
                 latents.append(z)
         if self.top_prior is not None:
-            x, ldj = self.top_prior.inverse_and_log_det(x)
+            x, ldj = self.top_prior.inverse_and_log_det(x, **self._prior_labels(self.top_prior, labels))
             log_det += ldj
         latents.append(x)
         flat = self.merge_latents(latents)
         z = tf.reshape(flat, tf.concat([batch_shape, [self.event_size]], 0))
         return z, _per_example(log_det, flat, batch_shape)
 
-    def _forward_and_log_det(self, z, **conditioning):
+    def _forward_and_log_det(self, z, labels=None, **conditioning):
         self._check_flat(z)
         batch_shape = tf.shape(z)[:-1]
+        labels = self._flat_labels(labels, batch_shape)
         latents = self.split_latent(tf.reshape(z, [-1, self.event_size]))
         x = latents[-1]
         log_det = 0.0
         if self.top_prior is not None:
-            x, ldj = self.top_prior.forward_and_log_det(x)
+            x, ldj = self.top_prior.forward_and_log_det(x, **self._prior_labels(self.top_prior, labels))
             log_det += ldj
         for level in reversed(range(self._num_levels)):
             if level < self._num_levels - 1:
                 x = merge_channels(x, latents[level])
                 if self.split_priors:
-                    x, ldj = self.split_priors[level].forward_and_log_det(x)
+                    prior = self.split_priors[level]
+                    x, ldj = prior.forward_and_log_det(x, **self._prior_labels(prior, labels))
                     log_det += ldj
             for step in reversed(self.steps[level]):
                 x, ldj = step.forward_and_log_det(x, **conditioning)
@@ -348,7 +432,7 @@ class Glow(GlowBijector):
         images = tf.reshape(x, tf.concat([batch_shape, self._image_shape], 0))
         return images, _per_example(log_det, x, batch_shape)
 
-    def initialize(self, images: tf.Tensor, **conditioning) -> tf.Tensor:
+    def initialize(self, images: tf.Tensor, labels=None, **conditioning) -> tf.Tensor:
         """Data-dependent initialization of every ActNorm, level by level; idempotent.
 
         Runs the encoding direction on a real batch, initializing each ActNorm (in
@@ -358,6 +442,9 @@ class Glow(GlowBijector):
         Args:
           images: float `Tensor` [N, H, W, C], a real batch (the paper uses a few
             hundred images) in the model's input range.
+          labels: integer class labels of the images, required by (and only by)
+            a class-conditional Glow. They reach no ActNorm (the priors come
+            after every step), only the returned latent.
           **conditioning: conditioning inputs of the couplings, if any.
 
         Returns:
@@ -366,7 +453,7 @@ class Glow(GlowBijector):
         images = tf.convert_to_tensor(images, dtype=self.dtype, name="images")
         self._check_image(images)
         self._cache.clear()
-        return self._encode(images, initialize=True, conditioning=conditioning)[0]
+        return self._encode(images, initialize=True, labels=labels, conditioning=conditioning)[0]
 
     @property
     def actnorms(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfp_glow.bijectors._base import GlowBijector, check_image, check_int
+from tfp_glow.bijectors.class_projection import ClassProjection
 from tfp_glow.bijectors.coupling import merge_channels, split_channels
 from tfp_glow.networks.conv import ZeroConv2D
 
@@ -32,6 +33,16 @@ class SplitPrior(GlowBijector):
     initialization mu = 0 and sigma = 1: the prior is a standard normal and the
     bijector the identity.
 
+    Class-conditional (`num_classes=K`): a zero-initialized linear map of the
+    one-hot label y adds to the convolution's output, channelwise at every
+    position, so that mu(h, y) and log sigma(h, y) depend on the class:
+
+        [mu, log sigma](h, y) = conv(h) + (onehot(y) W + b) * exp(3 * logs)
+
+    The label is the keyword argument `labels`, integer class indices in [0, K)
+    whose shape broadcasts against the batch shape: `prior.inverse(y, labels=c)`.
+    Untrained, it equals the unconditional prior for every label.
+
     #### References
 
     [1]: Diederik P. Kingma, Prafulla Dhariwal. Glow: Generative Flow with Invertible
@@ -41,6 +52,7 @@ class SplitPrior(GlowBijector):
     def __init__(
         self,
         channels: int,
+        num_classes: int | None = None,
         dtype: tf.DType = tf.float32,
         validate_args: bool = False,
         name: str = "split_prior",
@@ -49,12 +61,14 @@ class SplitPrior(GlowBijector):
 
         Args:
           channels: Python `int` >= 2, the channels C before the split.
+          num_classes: Python `int` K or `None` (default, unconditional): the
+            number of classes of the `labels` keyword argument.
           dtype: `tf.DType` of the variables and inputs. Default `tf.float32`.
-          validate_args: Python `bool`, check shapes at run time.
+          validate_args: Python `bool`, check shapes and labels at run time.
           name: Python `str` name prefixed to ops created by this class.
 
         Raises:
-          ValueError: if `channels` < 2.
+          ValueError: if `channels` < 2, or `num_classes` is not a positive integer.
         """
         parameters = dict(locals())
         channels = check_int(channels, "channels", minimum=2)
@@ -68,6 +82,14 @@ class SplitPrior(GlowBijector):
                 dtype=dtype,
                 name="prior_conv",
             )
+            self.class_projection = None
+            if num_classes is not None:
+                self.class_projection = ClassProjection(
+                    num_classes,
+                    2 * (channels - self._channels_kept),
+                    dtype=dtype,
+                    validate_args=validate_args,
+                )
             super().__init__(
                 forward_min_event_ndims=3,
                 validate_args=validate_args,
@@ -85,21 +107,33 @@ class SplitPrior(GlowBijector):
         """C // 2, the channels that stay in the flow."""
         return self._channels_kept
 
-    def mean_and_log_scale(self, h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """mu(h) and log sigma(h) of the leaving channels, given the kept ones."""
+    @property
+    def num_classes(self) -> int | None:
+        """K for a class-conditional prior, else `None`."""
+        return None if self.class_projection is None else self.class_projection.num_classes
+
+    def mean_and_log_scale(self, h: tf.Tensor, labels=None) -> tuple[tf.Tensor, tf.Tensor]:
+        """mu(h) and log sigma(h) of the leaving channels, given the kept ones (and the labels)."""
         out = self.prior_network(h)
+        if self.class_projection is not None:
+            out += self.class_projection(labels, owner=self.name)
+        elif labels is not None:
+            raise ValueError(
+                f"{self.name} is not class-conditional (num_classes=None), so it takes no labels. "
+                f"Received: labels={labels!r}"
+            )
         return out[..., 0::2], out[..., 1::2]
 
-    def _forward_and_log_det(self, x):
+    def _forward_and_log_det(self, x, labels=None):
         check_image(x, self._channels, self.name)
         h, eps = split_channels(x, self._channels_kept)
-        mean, log_scale = self.mean_and_log_scale(h)
+        mean, log_scale = self.mean_and_log_scale(h, labels)
         z = mean + tf.exp(log_scale) * eps
         return merge_channels(h, z), tf.reduce_sum(log_scale, axis=[-3, -2, -1])
 
-    def _inverse_and_log_det(self, y):
+    def _inverse_and_log_det(self, y, labels=None):
         check_image(y, self._channels, self.name)
         h, z = split_channels(y, self._channels_kept)
-        mean, log_scale = self.mean_and_log_scale(h)
+        mean, log_scale = self.mean_and_log_scale(h, labels)
         eps = (z - mean) * tf.exp(-log_scale)
         return merge_channels(h, eps), -tf.reduce_sum(log_scale, axis=[-3, -2, -1])

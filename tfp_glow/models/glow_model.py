@@ -44,6 +44,19 @@ class GlowModel(keras.Model):
     works on them. Every flow variable is tracked by Keras once (`model.weights`),
     so `.keras` files and checkpoints hold the whole model.
 
+    Class-conditional Glow (`num_classes=K`, the reference code's `ycond`): the
+    learned top prior (and with `conditional_split_priors=True` every split prior)
+    depends on integer class labels in [0, K), zero-initialized so that an
+    untrained conditional model equals the unconditional one. `fit` and `evaluate`
+    then take `(images, labels)` batches (`data.load(..., with_labels=True)`), and
+    `log_prob`, `bits_per_dim`, `encode`, `decode` and `sample` take `labels=`:
+    int `[N]`, or one int for every image. The same conditioning works through TFP:
+    `model.distribution.log_prob(x, bijector_kwargs={"labels": labels})`. With
+    `class_loss_weight` w > 0, a zero-initialized linear classifier on the spatial
+    mean of the top latent (before its prior) adds w times its cross-entropy in
+    bits per image (nats / ln 2, not per dimension; the reference code's `weight_y`)
+    to the loss, and `fit` reports that cross-entropy as `class_loss`.
+
     #### Examples
 
     ```python
@@ -51,6 +64,12 @@ class GlowModel(keras.Model):
     model.compile()                         # Adam, lr 1e-3 with linear warm-up
     model.fit(tfp_glow.data.load("digits", "train", 64), epochs=10)
     images = model.sample(16, temperature=0.7, seed=1)    # uint8 [16, 8, 8, 1]
+
+    conditional = tfp_glow.GlowModel.from_preset("digits", num_classes=10)
+    conditional.compile()
+    conditional.fit(tfp_glow.data.load("digits", "train", 64, with_labels=True), epochs=10)
+    sevens = conditional.sample(16, labels=7, seed=1)
+    log_p = conditional.log_prob(images, labels=labels)  # log p(x | y)
     ```
 
     #### References
@@ -77,6 +96,9 @@ class GlowModel(keras.Model):
         init_batch_size: int = 256,
         on_nonfinite: str = "skip",
         seed: int | None = None,
+        num_classes: int | None = None,
+        conditional_split_priors: bool = False,
+        class_loss_weight: float = 0.0,
         **kwargs,
     ):
         """Creates a GlowModel; the arguments are configuration only.
@@ -107,6 +129,12 @@ class GlowModel(keras.Model):
             `'raise'` stops `fit` with an error. Either way no NaN reaches the
             weights. (Under XLA, `'raise'` cannot raise: XLA drops assertions.)
           seed: seed of the initial weights and of the dequantization noise.
+          num_classes: K, the classes of a class-conditional model (labels in
+            [0, K)); `None` (default): unconditional. Needs `learn_top_prior`.
+          conditional_split_priors: also condition the split priors on the label.
+            Default `False`.
+          class_loss_weight: weight w of the auxiliary classification loss
+            (cross-entropy in bits per image). Default 0 (no classifier).
           **kwargs: passed to `keras.Model` (name, dtype ...).
         """
         config = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}
@@ -128,7 +156,23 @@ class GlowModel(keras.Model):
                 f"`on_nonfinite` must be 'skip' or 'raise'. Received: on_nonfinite={on_nonfinite!r}"
             )
         self.on_nonfinite = on_nonfinite
-        not_architecture = ("n_bits", "num_bins", "init_batch_size", "on_nonfinite")
+        if not (
+            isinstance(class_loss_weight, (int, float))
+            and not isinstance(class_loss_weight, bool)
+            and np.isfinite(class_loss_weight)
+            and class_loss_weight >= 0
+        ):
+            raise ValueError(
+                "`class_loss_weight` must be a finite number >= 0. "
+                f"Received: class_loss_weight={class_loss_weight!r}"
+            )
+        if class_loss_weight > 0 and num_classes is None:
+            raise ValueError(
+                "The classification loss needs labels: `class_loss_weight` > 0 needs `num_classes`. "
+                f"Received: class_loss_weight={class_loss_weight!r}, num_classes=None"
+            )
+        self.class_loss_weight = float(class_loss_weight)
+        not_architecture = ("n_bits", "num_bins", "init_batch_size", "on_nonfinite", "class_loss_weight")
         architecture = {k: config[k] for k in config if k not in not_architecture}
         self._glow = Glow(**architecture, dtype=tf.float32, name="glow")
         self.image_shape = self._glow.image_shape
@@ -139,6 +183,21 @@ class GlowModel(keras.Model):
             keras.Variable(initializer=v, trainable=v.trainable, name=v.name.split(":")[0].replace("/", "_"))
             for v in self._glow.variables
         ]
+        self.num_classes = self._glow.num_classes
+        self.class_loss_tracker = None
+        if self.class_loss_weight > 0:
+            # The reference `linear_zeros`: logits = (mean_hw(z_top) W + b) * exp(3 * logs).
+            top_channels = self._glow.latent_shapes[-1][-1]
+            self.classifier_kernel = self.add_weight(
+                shape=(top_channels, self.num_classes), initializer="zeros", name="classifier_kernel"
+            )
+            self.classifier_bias = self.add_weight(
+                shape=(self.num_classes,), initializer="zeros", name="classifier_bias"
+            )
+            self.classifier_logs = self.add_weight(
+                shape=(self.num_classes,), initializer="zeros", name="classifier_logs"
+            )
+            self.class_loss_tracker = keras.metrics.Mean(name="class_loss")
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
@@ -227,6 +286,71 @@ class GlowModel(keras.Model):
         u = keras.random.uniform(tf.shape(levels), seed=self.seed_generator) if noise else None
         return to_unit_range(levels, self.num_bins, u)
 
+    def _labels(self, labels, num_images) -> tf.Tensor | None:
+        """Checked int32 labels [N] for a conditional model, `None` for an unconditional one.
+
+        A scalar label applies to all `num_images` images. Values out of [0, K) raise
+        a ValueError in eager calls and fail the graph's assertion in `fit`.
+        """
+        if self.num_classes is None:
+            if labels is not None:
+                raise ValueError(
+                    "This GlowModel is unconditional (num_classes=None), so it takes no labels; "
+                    "build it with `num_classes` to condition on classes. "
+                    f"Received: labels of shape {np.shape(labels)}"
+                )
+            return None
+        if labels is None:
+            raise ValueError(
+                f"This GlowModel is class-conditional (num_classes={self.num_classes}): pass integer "
+                f"labels in [0, {self.num_classes}) (`labels=` here, or (images, labels) batches to "
+                "fit and evaluate). Received: labels=None"
+            )
+        labels = tf.convert_to_tensor(labels)
+        if not labels.dtype.is_integer:
+            raise TypeError(
+                f"GlowModel expects integer class labels in [0, {self.num_classes}). "
+                f"Received: dtype={labels.dtype.name}"
+            )
+        if labels.shape.rank is not None and labels.shape.rank > 1:
+            raise ValueError(
+                f"GlowModel expects labels of shape [batch] (or one label for all images). "
+                f"Received: shape={labels.shape.as_list()}"
+            )
+        labels = tf.cast(labels, tf.int32)
+        if labels.shape.rank == 0:
+            labels = tf.fill([num_images], labels)
+        static = tf.get_static_value(num_images)
+        if labels.shape[0] is not None and static is not None and labels.shape[0] != static:
+            raise ValueError(
+                f"GlowModel expects one label per image: {static} images. "
+                f"Received: shape={labels.shape.as_list()}"
+            )
+        if tf.executing_eagerly():
+            values = labels.numpy()
+            if values.size and (values.min() < 0 or values.max() >= self.num_classes):
+                raise ValueError(
+                    f"Class labels must be in [0, {self.num_classes}). "
+                    f"Received: labels with min={values.min()}, max={values.max()}"
+                )
+            return labels
+        checks = [
+            tf.debugging.assert_equal(
+                tf.size(labels),
+                tf.cast(num_images, tf.int32),
+                message="GlowModel expects one label per image.",
+            ),
+            tf.debugging.assert_non_negative(labels, message="Class labels must be >= 0."),
+            tf.debugging.assert_less(
+                labels, self.num_classes, message=f"Class labels must be < num_classes = {self.num_classes}."
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(labels)
+
+    def _bijector_kwargs(self, labels) -> dict:
+        return {} if labels is None else {"labels": labels}
+
     def postprocess(self, x) -> tf.Tensor:
         """x in [-0.5, 0.5] to uint8 images (n-bit levels scaled back to [0, 256))."""
         levels = quantize(x, self.num_bins)
@@ -239,9 +363,16 @@ class GlowModel(keras.Model):
     def is_initialized(self) -> bool:
         return all(bool(a.initialized.numpy()) for a in self._glow.actnorms)
 
-    def initialize(self, images) -> None:
-        """Data-dependent ActNorm initialization from a real batch; idempotent."""
-        self._glow.initialize(self.preprocess(images, noise=True))
+    def initialize(self, images, labels=None) -> None:
+        """Data-dependent ActNorm initialization from a real batch; idempotent.
+
+        A class-conditional model takes the images' `labels` but does not need
+        them: they reach no ActNorm (the priors come after every step of flow).
+        """
+        x = self.preprocess(images, noise=True)
+        if self.num_classes is not None and labels is None:
+            labels = tf.zeros(tf.shape(x)[:1], tf.int32)
+        self._glow.initialize(x, **self._bijector_kwargs(self._labels(labels, tf.shape(x)[0])))
 
     def _initialize_from(self, x) -> None:
         if self.is_initialized():
@@ -265,8 +396,31 @@ class GlowModel(keras.Model):
     def fit(self, x=None, *args, **kwargs):
         """`keras.Model.fit`, initializing the ActNorms from `x` first if needed."""
         if x is not None:
+            self._check_data_labels(x, args[0] if args else kwargs.get("y"))
             self._initialize_from(x)
         return super().fit(x, *args, **kwargs)
+
+    def _check_data_labels(self, x, y) -> None:
+        """Labels where the model needs them, before Keras traces a step (a failed trace
+        would leave `fit` unable to create the optimizer's variables on a retry)."""
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            has_labels = isinstance(spec, (tuple, list)) and len(spec) >= 2 and spec[1] is not None
+        elif isinstance(x, (np.ndarray, tf.Tensor)):
+            has_labels = y is not None
+        else:
+            return  # other inputs are checked in the step
+        if has_labels and self.num_classes is None:
+            raise ValueError(
+                "This GlowModel is unconditional (num_classes=None) but the data has labels: build it "
+                "with `num_classes` to condition on them, or pass images only."
+            )
+        if not has_labels and self.num_classes is not None:
+            raise ValueError(
+                f"This GlowModel is class-conditional (num_classes={self.num_classes}): fit it on "
+                "(images, labels) batches, e.g. `data.load(..., with_labels=True)` or `fit(images, labels)`. "
+                "Received: images without labels"
+            )
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Builds the optimizer in the strategy's scope before the first step, without data.
@@ -285,24 +439,53 @@ class GlowModel(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.bits_per_dim_tracker, self.nonfinite_tracker]
+        metrics = [self.loss_tracker, self.bits_per_dim_tracker, self.nonfinite_tracker]
+        return metrics + ([self.class_loss_tracker] if self.class_loss_tracker is not None else [])
 
-    def call(self, images, training=False):
+    def call(self, images, labels=None, training=False):
         """Per-image bits per dimension (dequantization noise when training)."""
-        x = self.preprocess(images, noise=bool(training))
-        return bits_per_dim(self._glow_log_prob(x), self.image_shape, self.num_bins)
+        return self._bits(images, labels, bool(training))[0]
 
-    def _glow_log_prob(self, x):
-        return self.distribution.log_prob(x)
+    def _bits(self, images, labels, noise):
+        """Per-image bits/dim, and the classifier's cross-entropy in bits (`None` without one)."""
+        x = self.preprocess(images, noise=noise)
+        labels = self._labels(labels, tf.shape(x)[0])
+        bpd = bits_per_dim(self._glow_log_prob(x, labels), self.image_shape, self.num_bins)
+        if self.class_loss_tracker is None:
+            return bpd, None
+        # The flow's top latent before its prior (the reference classifies z, not eps);
+        # TFP's cache answers the inverse from the log_prob pass.
+        top = self._glow.split_latent(self._glow.inverse(x, labels=labels))[-1]
+        z_top = self._glow.top_prior.forward(top, labels=labels)
+        features = tf.reduce_mean(z_top, axis=[1, 2])
+        scale = tf.exp(3.0 * self.classifier_logs)
+        logits = (features @ self.classifier_kernel + self.classifier_bias) * scale
+        cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        return bpd, cross_entropy / np.log(2.0)
+
+    def _glow_log_prob(self, x, labels=None):
+        if labels is None:
+            return self.distribution.log_prob(x)
+        return self.distribution.log_prob(x, bijector_kwargs={"labels": labels})
 
     def _unpack(self, data):
-        return data[0] if isinstance(data, (tuple, list)) else data
+        """(images, labels) of a batch: images, (images,) or (images, labels[, weights])."""
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if self.num_classes is None and labels is not None:
+            raise ValueError(
+                "This GlowModel is unconditional (num_classes=None) but the data has labels: build it "
+                "with `num_classes` to condition on them, or pass images only. "
+                f"Received: batches of (images, labels) with labels {labels!r}"
+            )
+        return images, labels
 
     def train_step(self, data):
-        images = self._unpack(data)
+        images, labels = self._unpack(data)
         with tf.GradientTape() as tape:
-            bpd = self(images, training=True)
+            bpd, class_bits = self._bits(images, labels, noise=True)
             loss = tf.reduce_mean(bpd)
+            if class_bits is not None:
+                loss += self.class_loss_weight * tf.reduce_mean(class_bits)
             # Gradients are summed over replicas: scale so that they average.
             scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
         gradients = tape.gradient(scaled, self.trainable_variables)
@@ -323,6 +506,11 @@ class GlowModel(keras.Model):
         self.bits_per_dim_tracker.update_state(
             tf.where(finite, bpd, 0.0), sample_weight=tf.cast(finite, tf.float32) * tf.ones_like(bpd)
         )
+        if class_bits is not None:
+            self.class_loss_tracker.update_state(
+                tf.where(finite, class_bits, 0.0),
+                sample_weight=tf.cast(finite, tf.float32) * tf.ones_like(class_bits),
+            )
         return self._logs(self.metrics)
 
     @staticmethod
@@ -377,16 +565,27 @@ class GlowModel(keras.Model):
         return logs
 
     def test_step(self, data):
-        bpd = self(self._unpack(data), training=True)  # uniform dequantization, as the paper
-        self.loss_tracker.update_state(tf.reduce_mean(bpd))
+        images, labels = self._unpack(data)
+        bpd, class_bits = self._bits(images, labels, noise=True)  # uniform dequantization, as the paper
+        loss = tf.reduce_mean(bpd)
+        reported = [self.loss_tracker, self.bits_per_dim_tracker]
+        if class_bits is not None:
+            loss += self.class_loss_weight * tf.reduce_mean(class_bits)
+            self.class_loss_tracker.update_state(class_bits)
+            reported.append(self.class_loss_tracker)
+        self.loss_tracker.update_state(loss)
         self.bits_per_dim_tracker.update_state(bpd)
-        return self._logs((self.loss_tracker, self.bits_per_dim_tracker))
+        return self._logs(reported)
 
     # Using a trained model.
 
-    def log_prob(self, images) -> tf.Tensor:
-        """log p(x) of the images at their bin centres x (density on [-0.5, 0.5]^D)."""
-        return self._compiled_log_prob(self.preprocess(images))
+    def log_prob(self, images, labels=None) -> tf.Tensor:
+        """log p(x) (log p(x | y) given `labels`) at the bin centres x (density on [-0.5, 0.5]^D)."""
+        x = self.preprocess(images)
+        labels = self._labels(labels, tf.shape(x)[0])
+        if labels is None:
+            return self._compiled_log_prob(x)
+        return self._compiled_conditional_log_prob(x, labels)
 
     # Graphs of the flow for the methods above and below: eager TFP calls through
     # dozens of steps are slow. One trace per model serves every batch size, and the
@@ -404,22 +603,51 @@ class GlowModel(keras.Model):
     def _compiled_decode(self, z):
         return self._glow.forward(z)
 
-    def bits_per_dim(self, images) -> tf.Tensor:
-        """Bits per dimension of each image (bin centres, deterministic)."""
-        return bits_per_dim(self.log_prob(images), self.image_shape, self.num_bins)
+    # The same for class-conditional models, with int32 labels [N].
 
-    def encode(self, images) -> tf.Tensor:
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None, None, None], tf.float32), tf.TensorSpec([None], tf.int32)]
+    )
+    def _compiled_conditional_log_prob(self, x, labels):
+        return self._glow_log_prob(x, labels)
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None, None, None], tf.float32), tf.TensorSpec([None], tf.int32)]
+    )
+    def _compiled_conditional_encode(self, x, labels):
+        return self._glow.inverse(x, labels=labels)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32)])
+    def _compiled_conditional_decode(self, z, labels):
+        return self._glow.forward(z, labels=labels)
+
+    def bits_per_dim(self, images, labels=None) -> tf.Tensor:
+        """Bits per dimension of each image (bin centres, deterministic), given `labels` if conditional."""
+        return bits_per_dim(self.log_prob(images, labels), self.image_shape, self.num_bins)
+
+    def encode(self, images, labels=None) -> tf.Tensor:
         """Flat latents [N, D] of all levels (`model.bijector.split_latent` splits them)."""
-        return self._compiled_encode(self.preprocess(images))
+        x = self.preprocess(images)
+        labels = self._labels(labels, tf.shape(x)[0])
+        if labels is None:
+            return self._compiled_encode(x)
+        return self._compiled_conditional_encode(x, labels)
 
-    def decode(self, latents) -> tf.Tensor:
-        """uint8 images from flat latents [N, D]; `decode(encode(x)) == x` exactly."""
+    def decode(self, latents, labels=None) -> tf.Tensor:
+        """uint8 images from flat latents [N, D]; `decode(encode(x, y), y) == x` exactly."""
         latents = tf.convert_to_tensor(latents, tf.float32)
         self._glow.split_latent(latents)  # a clear error for a wrong shape, before tracing
-        return self.postprocess(self._compiled_decode(latents))
+        labels = self._labels(labels, tf.shape(latents)[0])
+        if labels is None:
+            return self.postprocess(self._compiled_decode(latents))
+        return self.postprocess(self._compiled_conditional_decode(latents, labels))
 
-    def sample(self, num: int, temperature: float = 0.7, seed: int | None = None) -> tf.Tensor:
-        """`num` uint8 images at `temperature`; the same `seed` gives the same images."""
+    def sample(self, num: int, temperature: float = 0.7, seed: int | None = None, labels=None) -> tf.Tensor:
+        """`num` uint8 images at `temperature`; the same `seed` gives the same images.
+
+        A class-conditional model samples from p(x | y) for `labels` y: int `[num]`,
+        or one int for all `num` images.
+        """
         if not isinstance(num, (int, np.integer)) or num < 1:
             raise ValueError(f"`num` must be a positive integer. Received: num={num!r}")
         if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature >= 0):
@@ -431,7 +659,7 @@ class GlowModel(keras.Model):
             eps = tf.random.normal(shape)
         else:
             eps = tf.random.stateless_normal(shape, seed=[int(seed), 0])
-        return self.decode(temperature * eps)
+        return self.decode(temperature * eps, labels)
 
     # Applications: thin methods over tfp_glow.models.applications (imported lazily, no cycle).
 
