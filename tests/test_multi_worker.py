@@ -12,9 +12,10 @@ import socket
 import subprocess
 import sys
 
-import h5py
 import numpy as np
 import pytest
+
+from tests.run_util import resume_weights
 
 TIMEOUT = 240
 FLAGS = [
@@ -41,17 +42,6 @@ def _free_ports(count):
     for s in sockets:
         s.close()
     return ports
-
-
-def _weights(model_dir):
-    with open(os.path.join(model_dir, "resume", "state.json")) as f:
-        path = os.path.join(model_dir, "resume", json.load(f)["weights"])
-    arrays = {}
-    with h5py.File(path) as f:
-        f.visititems(
-            lambda name, item: arrays.setdefault(name, item[()]) if isinstance(item, h5py.Dataset) else None
-        )
-    return arrays
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +87,7 @@ def test_both_workers_finish_and_only_the_chief_writes_the_run(cluster_run):
 
 def test_workers_end_with_identical_weights_and_a_lower_loss(cluster_run):
     run, _ = cluster_run
-    chief, other = _weights(run), _weights(run / "worker_1")
+    chief, other = resume_weights(run), resume_weights(run / "worker_1")
     assert chief.keys() == other.keys()
     for name in chief:  # model and optimizer state, updated by the same all-reduced gradients
         np.testing.assert_array_equal(chief[name], other[name], err_msg=name)

@@ -16,10 +16,10 @@ import subprocess
 import sys
 import time
 
-import h5py
 import numpy as np
 import pytest
 
+from tests.run_util import resume_state, resume_weights
 from tfp_glow import cli
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -60,22 +60,6 @@ def _finish(process):
     return stderr
 
 
-def _state(model_dir):
-    with open(os.path.join(model_dir, "resume", "state.json")) as f:
-        return json.load(f)
-
-
-def _weights(model_dir):
-    """Every array of the committed resume weights (model and optimizer), by path."""
-    arrays = {}
-    path = os.path.join(model_dir, "resume", _state(model_dir)["weights"])
-    with h5py.File(path) as f:
-        f.visititems(
-            lambda name, item: arrays.setdefault(name, item[()]) if isinstance(item, h5py.Dataset) else None
-        )
-    return arrays
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Paths and records of run A (uninterrupted) and run B (killed, then resumed)."""
@@ -108,7 +92,7 @@ def runs(tmp_path_factory):
     doomed.stderr.close()
     killed = {
         "returncode": doomed.returncode,
-        "state": _state(cwd / "B"),
+        "state": resume_state(cwd / "B"),
         "files": sorted(p.name for p in (cwd / "B" / "checkpoints").iterdir()),
         "epoch_1_mtime": os.stat(cwd / "B" / "checkpoints" / "epoch_001.keras").st_mtime_ns,
     }
@@ -130,11 +114,11 @@ def test_the_kill_fell_mid_epoch_after_a_committed_checkpoint(runs):
 def test_resumed_run_continues_the_step_counter_and_repeats_no_epoch(runs):
     cwd, killed, stderr = runs
     assert "resuming from epoch 2, batch 3 (training batch 16 of the run)" in stderr
-    state = _state(cwd / "B")
+    state = resume_state(cwd / "B")
     assert (state["epoch"], state["batch"]) == (EPOCHS, 0)
     assert state["weights"] == f"step_{EPOCHS * STEPS_PER_EPOCH:09d}.weights.h5"
     # The optimizer's step counter went on from 16, not from 0: 39 updates in all.
-    assert int(_weights(cwd / "B")["optimizer/vars/0"]) == EPOCHS * STEPS_PER_EPOCH
+    assert int(resume_weights(cwd / "B")["optimizer/vars/0"]) == EPOCHS * STEPS_PER_EPOCH
     # Epoch 1 was not trained or written again; epochs 2 and 3 were written once.
     assert os.stat(cwd / "B" / "checkpoints" / "epoch_001.keras").st_mtime_ns == killed["epoch_1_mtime"]
     assert sorted(p.name for p in (cwd / "B" / "checkpoints").iterdir()) == [
@@ -156,11 +140,11 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(runs):
     # The resumed epoch reports the mean over all its batches, the ones before the kill included.
     for key, values in expected.items():
         np.testing.assert_allclose(history[key], values, rtol=1e-6, err_msg=key)
-    a, b = _weights(cwd / "A"), _weights(cwd / "B")
+    a, b = resume_weights(cwd / "A"), resume_weights(cwd / "B")
     assert a.keys() == b.keys()
     for name in a:  # Model, optimizer moments and EMA; EMA swaps round at float precision.
         np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    assert _state(cwd / "A")["seed_state"] == _state(cwd / "B")["seed_state"]
+    assert resume_state(cwd / "A")["seed_state"] == resume_state(cwd / "B")["seed_state"]
 
 
 # Refusals: nothing is trained or written.

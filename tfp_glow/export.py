@@ -126,8 +126,11 @@ def _serving_module(model: GlowModel) -> tf.Module:
     latent_shape_message = f"Expected latents of shape [batch, {size}]"
 
     def checked(tensor, expected, message):
-        # The signatures accept any shape: check it before anything reshapes the tensor.
-        check = tf.debugging.assert_equal(tf.shape(tensor)[1:], expected, message=message)
+        # The signatures accept any shape: check it (rank included) before anything reshapes the tensor.
+        rank = len(expected) + 1
+        padded = tf.pad(tf.shape(tensor), [[0, rank]])  # a lower rank must not break the comparison
+        ok = tf.equal(tf.rank(tensor), rank) & tf.reduce_all(tf.equal(padded[1:rank], expected))
+        check = tf.debugging.Assert(ok, [f"{message}. Received: shape=", tf.shape(tensor)])
         with tf.control_dependencies([check]):
             return tf.identity(tensor)
 

@@ -266,6 +266,12 @@ class GlowModel(keras.Model):
             )
         levels = tf.cast(images, tf.int32)
         checks = [
+            # Keras may trace with unknown dimensions: the shape is checked at run time too.
+            tf.debugging.assert_equal(
+                tf.shape(levels)[1:],
+                tf.constant(self.image_shape, tf.int32),
+                message=f"GlowModel expects images of shape [batch, {', '.join(map(str, self.image_shape))}]",
+            ),
             tf.debugging.assert_greater_equal(levels, 0, message="Pixel values must be >= 0."),
             tf.debugging.assert_less(
                 levels,
@@ -637,6 +643,9 @@ class GlowModel(keras.Model):
         """uint8 images from flat latents [N, D]; `decode(encode(x, y), y) == x` exactly."""
         latents = tf.convert_to_tensor(latents, tf.float32)
         self._glow.split_latent(latents)  # a clear error for a wrong shape, before tracing
+        latents = tf.debugging.check_numerics(
+            latents, "GlowModel.decode expects finite latents; Received: latents with NaN or Inf"
+        )
         labels = self._labels(labels, tf.shape(latents)[0])
         if labels is None:
             return self.postprocess(self._compiled_decode(latents))

@@ -1,0 +1,25 @@
+"""Reading what a `tfp-glow train` run left in its model_dir."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import h5py
+
+
+def resume_state(model_dir) -> dict:
+    """The committed `resume/state.json` of a run."""
+    with open(os.path.join(model_dir, "resume", "state.json")) as f:
+        return json.load(f)
+
+
+def resume_weights(model_dir) -> dict:
+    """Every array of the committed resume weights (model and optimizer state), by HDF5 path."""
+    arrays = {}
+    path = os.path.join(model_dir, "resume", resume_state(model_dir)["weights"])
+    with h5py.File(path) as f:
+        f.visititems(
+            lambda name, item: arrays.setdefault(name, item[()]) if isinstance(item, h5py.Dataset) else None
+        )
+    return arrays
