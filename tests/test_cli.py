@@ -162,6 +162,7 @@ def test_sample_writes_a_deterministic_grid(trained, monkeypatch, capsys):
         (["train", "--temperature=-0.5"], "--temperature=-0.5"),
         (["train", "--ema_momentum=1.5"], "--ema_momentum=1.5"),
         (["train", "--strategy=tpu"], "--strategy=tpu"),
+        (["train", "--jit_compile", "--deterministic"], "--deterministic"),
         (["train", "--validation_split=nope"], "nope"),
         (["train", "--image_shape=8,8,3"], "8, 8, 3"),  # Digits are grey.
         (["train", "--num_levels=4"], "num_levels"),  # 8x8 cannot be squeezed 4 times.

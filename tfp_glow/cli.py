@@ -162,7 +162,7 @@ flags.DEFINE_bool(
     "deterministic",
     False,
     "Turn on TensorFlow's op determinism: a run, interrupted and resumed or not, gives the same "
-    "weights for the same --seed (slower on GPUs).",
+    "weights for the same --seed (slower on GPUs; no XLA, so not with --jit_compile).",
 )
 flags.DEFINE_integer(
     "seed",
@@ -451,6 +451,9 @@ class _Datasets:
 
 def _train() -> int:
     start = time.perf_counter()
+    if FLAGS.deterministic and FLAGS.jit_compile:
+        # Keras would silently train without XLA: it turns jit_compile off under op determinism.
+        raise _UsageError("--jit_compile cannot be combined with --deterministic (Keras runs no XLA then)")
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
     # Everything that can be wrong with the flags or the resume state is found here, before any
