@@ -7,6 +7,17 @@ import os
 
 import h5py
 
+# A digits model small enough for subprocess runs of `tfp-glow train`: 13 batches per epoch.
+TINY_TRAIN_FLAGS = [
+    "--num_levels=1",
+    "--num_steps=1",
+    "--hidden_channels=4",
+    "--batch_size=100",
+    "--num=4",
+    "--warmup_steps=5",
+    "--test_split=",
+]
+
 
 def resume_state(model_dir) -> dict:
     """The committed `resume/state.json` of a run."""

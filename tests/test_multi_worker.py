@@ -15,21 +15,15 @@ import sys
 import numpy as np
 import pytest
 
-from tests.run_util import resume_weights
+from tests.run_util import TINY_TRAIN_FLAGS, resume_weights
 
 TIMEOUT = 240
 FLAGS = [
     "--strategy=multi_worker",
     "--model_dir=run",
     "--epochs=2",
-    "--num_levels=1",
-    "--num_steps=1",
-    "--hidden_channels=4",
-    "--batch_size=100",
-    "--num=4",
-    "--warmup_steps=5",
+    *TINY_TRAIN_FLAGS,
     "--verbose=2",
-    "--test_split=",
     "--seed=1",
 ]
 

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.run_util import resume_state, resume_weights
+from tests.run_util import TINY_TRAIN_FLAGS, resume_state, resume_weights
 from tfp_glow import cli
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -29,16 +29,10 @@ STEPS_PER_EPOCH, EPOCHS, CHECKPOINT_EVERY = 13, 3, 4
 KILL_AFTER = 19  # batch 6 of epoch 2; the last commit before it is batch 16 (epoch 2, batch 3).
 FLAGS = [
     f"--epochs={EPOCHS}",
-    "--num_levels=1",
-    "--num_steps=1",
-    "--hidden_channels=4",
-    "--batch_size=100",
-    "--num=4",
-    "--warmup_steps=5",
+    *TINY_TRAIN_FLAGS,
     "--verbose=0",
     f"--checkpoint_every={CHECKPOINT_EVERY}",
     "--seed=3",
-    "--test_split=",
 ]
 TIMEOUT = 240
 

@@ -492,11 +492,10 @@ def _resume_state(model: GlowModel, datasets: _Datasets, model_dir: str) -> resu
                 raise _UsageError(f"--resume: there is no resume state in {directory}")
             return None
         saved = {k: v for k, v in state.run.items() if k != "config"}
-        if saved != _run_identity(datasets):
+        current = _run_identity(datasets)
+        if saved != current:
             changed = ", ".join(
-                f"{k}={saved.get(k)!r} there, {v!r} here"
-                for k, v in _run_identity(datasets).items()
-                if saved.get(k) != v
+                f"{k}={saved.get(k)!r} there, {v!r} here" for k, v in current.items() if saved.get(k) != v
             )
             raise ValueError(
                 f"the resume state in {directory} is of a run on other data ({changed}); "
