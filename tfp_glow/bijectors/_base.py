@@ -89,6 +89,13 @@ def check_int(value, name: str, minimum: int = 1, why: str = "") -> int:
     return int(value)
 
 
+def check_dropout(value) -> float:
+    """`value` as a float, or a ValueError when it is not a dropout rate in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value < 1:
+        raise ValueError(f"`dropout` must be a number in [0, 1). Received: dropout={value!r}")
+    return float(value)
+
+
 def check_image(x: tf.Tensor, channels: int, name: str) -> None:
     """Raises a ValueError where the static shape of `x` is not [..., H, W, channels]."""
     shape = x.shape

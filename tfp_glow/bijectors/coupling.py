@@ -74,6 +74,7 @@ class AffineCoupling(GlowBijector):
         log_scale_bound: float = 3.0,
         conditioner: Callable | None = None,
         seed: int | None = None,
+        dropout: float = 0.0,
         dtype: tf.DType = tf.float32,
         validate_args: bool = False,
         name: str = "affine_coupling",
@@ -88,6 +89,8 @@ class AffineCoupling(GlowBijector):
           log_scale_bound: Python `float`, the bound B of log s when `scale_fn='exp'`.
           conditioner: optional callable replacing the default network; see above.
           seed: Python `int` or `None`, seed of the default network's initial weights.
+          dropout: Python `float` in [0, 1), dropout rate of the default network's
+            hidden units when called with a `dropout_seed` (training). Default 0.
           dtype: `tf.DType` of the variables and inputs. Default `tf.float32`.
           validate_args: Python `bool`, check shapes at run time.
           name: Python `str` name prefixed to ops created by this class.
@@ -116,6 +119,7 @@ class AffineCoupling(GlowBijector):
                     channels_b if additive else 2 * channels_b,
                     hidden_channels,
                     seed=seed,
+                    dropout=dropout,
                     dtype=dtype,
                     name="conditioner",
                 )

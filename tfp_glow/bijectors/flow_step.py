@@ -42,6 +42,7 @@ class FlowStep(GlowBijector):
         lu_decomposed: bool = True,
         scale_fn: str = "sigmoid",
         seed: int | None = None,
+        dropout: float = 0.0,
         dtype: tf.DType = tf.float32,
         validate_args: bool = False,
         name: str = "flow_step",
@@ -57,6 +58,8 @@ class FlowStep(GlowBijector):
           lu_decomposed: Python `bool`, LU form of the 1x1 convolution. Default `True`.
           scale_fn: the coupling's scale, `'sigmoid'` (default) or `'exp'`.
           seed: Python `int` or `None`, seed of the initial weights.
+          dropout: Python `float` in [0, 1), dropout rate in the coupling's network
+            when called with a `dropout_seed` (training). Default 0.
           dtype: `tf.DType` of the variables and inputs. Default `tf.float32`.
           validate_args: Python `bool`, check shapes at run time.
           name: Python `str` name prefixed to ops created by this class.
@@ -97,6 +100,7 @@ class FlowStep(GlowBijector):
                 additive=coupling == "additive",
                 scale_fn=scale_fn,
                 seed=seeds[1],
+                dropout=dropout,
                 dtype=dtype,
                 validate_args=validate_args,
                 name="coupling",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, check_int
+from tfp_glow.bijectors._base import GlowBijector, check_dropout, check_int
 from tfp_glow.bijectors.coupling import merge_channels, split_channels
 from tfp_glow.bijectors.flow_step import COUPLINGS, PERMUTATIONS, FlowStep
 from tfp_glow.bijectors.recompute import inverse_with_recomputed_gradients
@@ -98,6 +98,7 @@ class Glow(GlowBijector):
         seed: int | None = None,
         num_classes: int | None = None,
         conditional_split_priors: bool = False,
+        dropout: float = 0.0,
         dtype: tf.DType = tf.float32,
         validate_args: bool = False,
         name: str = "glow",
@@ -130,6 +131,10 @@ class Glow(GlowBijector):
           conditional_split_priors: Python `bool`, also condition every split
             prior on the label. Default `False`; needs `num_classes` and
             `split_prior=True`.
+          dropout: Python `float` in [0, 1), dropout rate of the coupling networks'
+            hidden units in calls given a `dropout_seed` keyword argument (an int32
+            [2] stateless seed; `GlowModel` passes one in training steps only).
+            Each seed fixes one invertible map. Default 0.
           dtype: `tf.DType` of the variables and images. Default `tf.float32`.
           validate_args: Python `bool`, run-time checks of shapes and ActNorm
             initialization. Default `False`.
@@ -157,6 +162,7 @@ class Glow(GlowBijector):
         num_levels = check_int(num_levels, "num_levels")
         num_steps = check_int(num_steps, "num_steps")
         check_int(hidden_channels, "hidden_channels")
+        check_dropout(dropout)
         height, width, channels = (int(n) for n in image_shape)
         factor = 2**num_levels
         if height % factor or width % factor:
@@ -211,6 +217,7 @@ class Glow(GlowBijector):
                             lu_decomposed=lu_decomposed,
                             scale_fn=scale_fn,
                             seed=int(rng.integers(2**31 - 2**16)),
+                            dropout=dropout,
                             dtype=dtype,
                             validate_args=validate_args,
                             name=f"level{level}_step{step}",

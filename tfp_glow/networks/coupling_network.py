@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import check_int
+from tfp_glow.bijectors._base import check_dropout, check_int
 from tfp_glow.bijectors.actnorm import ActNorm
 from tfp_glow.networks.conv import Conv2D, ZeroConv2D, conv2d
 
@@ -16,12 +16,21 @@ class CouplingNetwork(tf.Module):
 
         h = relu(actnorm_1(conv3x3(x)))
         h = relu(actnorm_2(conv1x1(h)))
+        h = dropout(h, rate)             # only given a `dropout_seed` (training)
         out = zero_conv3x3(h)            # exactly 0 at initialization
 
     Maps [..., H, W, in_channels] to [..., H, W, out_channels]. The ActNorms
     normalize in the encoding direction (their `inverse`) and are initialized from
     data by `initialize(x)`, which `AffineCoupling.initialize` calls on the real
     activations.
+
+    With `dropout` > 0, a call with a `dropout_seed` (an int32 [2] seed, from the
+    bijectors' conditioning keyword arguments) zeroes each hidden unit before the
+    output convolution with probability `dropout` (scaling the others by
+    1 / (1 - dropout)). The mask is stateless, a function of the seed and of this
+    network's `seed`: the same seed gives the same function, so the memory-efficient
+    backward pass rebuilds exactly the map of the forward pass, and every step's
+    map stays invertible. Without a seed (evaluation, sampling) there is no dropout.
 
     #### References
 
@@ -35,11 +44,14 @@ class CouplingNetwork(tf.Module):
         out_channels: int,
         hidden_channels: int = 512,
         seed: int | None = None,
+        dropout: float = 0.0,
         dtype: tf.DType = tf.float32,
         name: str = "coupling_network",
     ):
         super().__init__(name=name)
         hidden_channels = check_int(hidden_channels, "hidden_channels")
+        self.dropout = check_dropout(dropout)
+        self._dropout_salt = 0 if seed is None else seed
         seed2 = None if seed is None else seed + 1
         with self.name_scope:
             self.conv_in = Conv2D(in_channels, hidden_channels, 3, seed=seed, dtype=dtype, name="conv_in")
@@ -50,12 +62,15 @@ class CouplingNetwork(tf.Module):
             self.actnorm_hidden = ActNorm(hidden_channels, dtype=dtype, name="actnorm_hidden")
             self.conv_out = ZeroConv2D(hidden_channels, out_channels, 3, dtype=dtype, name="conv_out")
 
-    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+    def __call__(self, x: tf.Tensor, dropout_seed: tf.Tensor | None = None) -> tf.Tensor:
         h = tf.nn.relu(_normalized_conv(self.conv_in, self.actnorm_in, x))
         h = tf.nn.relu(_normalized_conv(self.conv_hidden, self.actnorm_hidden, h))
+        if self.dropout > 0 and dropout_seed is not None:
+            seed = tf.random.experimental.stateless_fold_in(dropout_seed, self._dropout_salt)
+            h = tf.nn.experimental.stateless_dropout(h, self.dropout, seed)
         return self.conv_out(h)
 
-    def initialize(self, x: tf.Tensor) -> tf.Tensor:
+    def initialize(self, x: tf.Tensor, dropout_seed: tf.Tensor | None = None) -> tf.Tensor:
         """Initializes both ActNorms on the activations of `x`; returns the output."""
         h = tf.nn.relu(self.actnorm_in.initialize(self.conv_in(x)))
         h = tf.nn.relu(self.actnorm_hidden.initialize(self.conv_hidden(h)))
