@@ -100,6 +100,10 @@ def test_train_metrics(trained):
     test_bpd = metrics["test_bits_per_dim"]
     assert math.isfinite(test_bpd) and 0 < test_bpd < 8
     assert _last_line(result.stdout) == f"test bits/dim: {test_bpd:.3f}"
+    # The importance-sampled discrete likelihood: a tighter estimate than one sample.
+    discrete = metrics["test_discrete_bits_per_dim"]
+    assert metrics["iw_samples"] == 64 and 0 < discrete < test_bpd
+    assert result.stdout.strip().splitlines()[-2] == f"discrete test bits/dim (64 samples): {discrete:.3f}"
     assert metrics["wall_seconds"] > sum(metrics["epoch_seconds"])
     config = metrics["config"]
     assert (config["num_steps"], config["hidden_channels"], config["num_bins"]) == (1, 8, 17)
@@ -127,6 +131,9 @@ def test_evaluate(trained):
     assert result.returncode == 0, result.stderr[-3000:]
     line = _last_line(result.stdout)
     assert line.startswith("test bits/dim: ")
+    # The same seed and batches as train's final evaluation: the same importance samples.
+    discrete = result.stdout.strip().splitlines()[-2]
+    assert discrete == f"discrete test bits/dim (64 samples): {metrics['test_discrete_bits_per_dim']:.3f}"
     # The same model on the same split (dequantization noise aside).
     assert float(line.split(": ")[1]) == pytest.approx(metrics["test_bits_per_dim"], abs=0.05)
 
@@ -161,6 +168,11 @@ def test_sample_writes_a_deterministic_grid(trained, monkeypatch, capsys):
         (["train", "--image_shape=8,8"], "8,8"),
         (["train", "--temperature=-0.5"], "--temperature=-0.5"),
         (["train", "--ema_momentum=1.5"], "--ema_momentum=1.5"),
+        (["train", "--dropout=1.0"], "--dropout=1.0"),
+        (["train", "--dequantization=learned"], "--dequantization=learned"),
+        (["train", "--iw_samples=-1"], "--iw_samples=-1"),
+        # 1 epoch of 21 batches cannot decay after 200 warm-up steps.
+        (["train", "--lr_decay=cosine"], "--lr_decay=cosine needs more training steps"),
         (["train", "--strategy=tpu"], "--strategy=tpu"),
         (["train", "--jit_compile", "--deterministic"], "--deterministic"),
         (["train", "--validation_split=nope"], "nope"),
@@ -226,3 +238,24 @@ def test_nonfinite_limit_stops_training_after_the_limit(capsys):
 def test_strategies():
     assert isinstance(cli.make_strategy("mirrored"), tf.distribute.MirroredStrategy)
     assert cli.make_strategy("default") is tf.distribute.get_strategy()
+
+
+def test_training_flags_reach_the_model_and_the_schedule():
+    argv = [
+        "tfp-glow",
+        "--dequantization=variational",
+        "--dropout=0.25",
+        "--lr_decay=cosine",
+        "--warmup_steps=10",
+    ]
+    cli.FLAGS(argv)
+    try:
+        model = cli._build_model()
+        cli._compile(model, total_steps=500)
+    finally:
+        cli.FLAGS.unparse_flags()
+    config = model.get_config()
+    assert (config["dequantization"], config["dropout"]) == ("variational", 0.25)
+    schedule = model.optimizer._learning_rate  # the LearningRateSchedule itself
+    assert (schedule.warmup_steps, schedule.decay_steps) == (10, 500)
+    assert float(schedule(500)) == 0.0

@@ -176,6 +176,17 @@ def test_warmup_schedule_and_default_optimizer():
     np.testing.assert_allclose(float(schedule(0)), 1e-4, rtol=1e-6)
     np.testing.assert_allclose(float(schedule(9)), 1e-3, rtol=1e-6)
     np.testing.assert_allclose(float(schedule(1000)), 1e-3, rtol=1e-6)
+    # Cosine decay after the warm-up: half the rate half-way, 0 at decay_steps and after.
+    decaying = tfp_glow.LinearWarmup(1e-3, warmup_steps=10, decay_steps=110)
+    np.testing.assert_allclose(float(decaying(0)), 1e-4, rtol=1e-6)
+    np.testing.assert_allclose(float(decaying(10)), 1e-3, rtol=1e-6)
+    np.testing.assert_allclose(float(decaying(60)), 0.5e-3, rtol=1e-5)
+    np.testing.assert_allclose([float(decaying(110)), float(decaying(500))], 0.0, atol=1e-12)
+    rates = [float(decaying(t)) for t in range(10, 111)]
+    assert all(a >= b for a, b in zip(rates[:-1], rates[1:], strict=True))
+    assert tfp_glow.LinearWarmup.from_config(decaying.get_config()).decay_steps == 110
+    with pytest.raises(ValueError, match="decay_steps=10, warmup_steps=10"):
+        tfp_glow.LinearWarmup(1e-3, warmup_steps=10, decay_steps=10)
     optimizer = tfp_glow.default_optimizer(2e-3, 5, clipnorm=1.0, name="adamax")
     assert isinstance(optimizer, keras.optimizers.Adamax) and optimizer.global_clipnorm == 1.0
     with pytest.raises(ValueError, match="name='sgd'"):

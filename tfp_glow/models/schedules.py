@@ -1,6 +1,8 @@
-"""The paper's learning-rate schedule: linear warm-up to a constant rate."""
+"""The paper's learning-rate schedule: linear warm-up to a constant rate (optionally cosine decay)."""
 
 from __future__ import annotations
+
+import math
 
 import keras
 from keras import ops
@@ -10,23 +12,44 @@ __all__ = ["LinearWarmup", "default_optimizer"]
 
 @keras.saving.register_keras_serializable(package="tfp_glow")
 class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
-    """lr(step) = learning_rate * min(1, (step + 1) / warmup_steps), as the reference code."""
+    """Linear warm-up to `learning_rate`, then constant (the reference code) or cosine decay.
 
-    def __init__(self, learning_rate: float = 1e-3, warmup_steps: int = 200):
+        lr(t) = learning_rate * min(1, (t + 1) / warmup_steps)                        if no decay
+        lr(t) = learning_rate * (t + 1) / warmup_steps                                 t < warmup_steps
+        lr(t) = learning_rate * (1 + cos(pi * min(1, (t - w) / (decay_steps - w)))) / 2   otherwise
+
+    with w = warmup_steps: with `decay_steps`, the rate falls to 0 at step `decay_steps`
+    (the end of training, for a fixed budget of steps) and stays there.
+    """
+
+    def __init__(self, learning_rate: float = 1e-3, warmup_steps: int = 200, decay_steps: int | None = None):
         if not learning_rate > 0:
             raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={learning_rate!r}")
         if warmup_steps < 0:
             raise ValueError(f"`warmup_steps` must be >= 0. Received: warmup_steps={warmup_steps!r}")
+        if decay_steps is not None and not (isinstance(decay_steps, int) and decay_steps > warmup_steps):
+            raise ValueError(
+                "`decay_steps` must be an integer > warmup_steps (or None). "
+                f"Received: decay_steps={decay_steps!r}, warmup_steps={warmup_steps!r}"
+            )
         self.learning_rate = float(learning_rate)
         self.warmup_steps = int(warmup_steps)
+        self.decay_steps = decay_steps
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
-        fraction = ops.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1))
-        return self.learning_rate * fraction
+        warmup = ops.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1))
+        if self.decay_steps is None:
+            return self.learning_rate * warmup
+        progress = ops.clip((step - self.warmup_steps) / (self.decay_steps - self.warmup_steps), 0.0, 1.0)
+        return self.learning_rate * ops.minimum(warmup, 0.5 * (1.0 + ops.cos(math.pi * progress)))
 
     def get_config(self):
-        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
+        return {
+            "learning_rate": self.learning_rate,
+            "warmup_steps": self.warmup_steps,
+            "decay_steps": self.decay_steps,
+        }
 
 
 def default_optimizer(
@@ -35,6 +58,7 @@ def default_optimizer(
     clipnorm: float | None = None,
     name: str = "adam",
     ema_momentum: float | None = None,
+    decay_steps: int | None = None,
 ) -> keras.optimizers.Optimizer:
     """Adam (or Adamax, `name='adamax'`) with the paper's lr 1e-3 and linear warm-up.
 
@@ -47,6 +71,8 @@ def default_optimizer(
         (Polyak averaging, which the reference code evaluates with); Keras's
         `use_ema`. `fit` leaves the averaged weights in the model at the end, and
         `keras.callbacks.SwapEMAWeights` evaluates with them during training.
+      decay_steps: optional step at which a cosine decay after the warm-up reaches
+        0 (see `LinearWarmup`); default `None`, the paper's constant rate.
     """
     optimizers = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
     if name not in optimizers:
@@ -55,5 +81,5 @@ def default_optimizer(
     if ema_momentum is not None and not 0.0 <= ema_momentum < 1.0:
         raise ValueError(f"`ema_momentum` must be in [0, 1). Received: ema_momentum={ema_momentum!r}")
     return optimizers[name](
-        learning_rate=LinearWarmup(learning_rate, warmup_steps), global_clipnorm=clipnorm, **ema
+        learning_rate=LinearWarmup(learning_rate, warmup_steps, decay_steps), global_clipnorm=clipnorm, **ema
     )
