@@ -28,9 +28,13 @@ def resume_state(model_dir) -> dict:
 def resume_weights(model_dir) -> dict:
     """Every array of the committed resume weights (model and optimizer state), by HDF5 path."""
     arrays = {}
+
+    def keep(name, item):
+        if isinstance(item, h5py.Dataset):
+            arrays[name] = item[()]
+        # None: visititems stops at the first callback that returns anything else.
+
     path = os.path.join(model_dir, "resume", resume_state(model_dir)["weights"])
     with h5py.File(path) as f:
-        f.visititems(
-            lambda name, item: arrays.setdefault(name, item[()]) if isinstance(item, h5py.Dataset) else None
-        )
+        f.visititems(keep)
     return arrays
