@@ -132,17 +132,16 @@ def test_discrete_bits_per_dim_is_the_importance_sampled_log_likelihood(dequanti
     model = (
         variational["model"]
         if dequantization == "variational"
-        else tfp_glow.GlowModel.from_preset("digits", **TINY)
+        else tfp_glow.GlowModel.from_preset("digits", **TINY, dequantization="uniform")
     )
     model.initialize(digits)  # idempotent for the trained one
     images, samples, seed = digits[:12], 6, 5
     estimate = model.discrete_bits_per_dim(images, num_samples=samples, seed=seed).numpy()
     # In batches: each batch is estimated as if alone.
     batched = model.discrete_bits_per_dim(images, num_samples=samples, seed=seed, batch_size=5).numpy()
-    np.testing.assert_array_equal(batched[:5], estimate[:5])
-    np.testing.assert_array_equal(
-        batched[5:10], model.discrete_bits_per_dim(images[5:10], None, samples, seed=seed)
-    )
+    np.testing.assert_allclose(batched[:5], estimate[:5], rtol=1e-6)  # other conv batch shapes
+    alone = model.discrete_bits_per_dim(images[5:10], None, samples, seed=seed)
+    np.testing.assert_allclose(batched[5:10], alone, rtol=1e-6)
 
     # The same estimate from the distribution, with the same noise drawn by hand.
     levels = tf.constant(images, tf.int32)
@@ -208,3 +207,13 @@ def test_bad_hidden_channels_of_the_dequantizer():
         ValueError, match=r"`hidden_channels` must be an integer >= 1. Received: hidden_channels=0"
     ):
         VariationalDequantizer(hidden_channels=0)
+
+
+def test_the_model_seed_fixes_the_dequantizer_initial_weights():
+    first, again, other = (
+        tfp_glow.GlowModel.from_preset("digits", dequantization="variational", **{**TINY, "seed": seed})
+        for seed in (3, 3, 4)
+    )
+    for a, b in zip(first.dequantizer.weights, again.dequantizer.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert not np.array_equal(first.dequantizer.weights[0].numpy(), other.dequantizer.weights[0].numpy())

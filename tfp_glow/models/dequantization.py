@@ -58,7 +58,7 @@ class VariationalDequantizer(keras.layers.Layer):
     images, the networks' only view of the image.
     """
 
-    def __init__(self, hidden_channels: int = 32, num_couplings: int = 0, **kwargs):
+    def __init__(self, hidden_channels: int = 32, num_couplings: int = 0, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         for name, value, minimum in (
             ("hidden_channels", hidden_channels, 1),
@@ -68,13 +68,22 @@ class VariationalDequantizer(keras.layers.Layer):
                 raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
         self.hidden_channels = hidden_channels
         self.num_couplings = num_couplings
+        self.seed = seed  # of the initial weights: the same seed, the same q
+
+    def _kernel_initializer(self, index: int):
+        return keras.initializers.GlorotUniform(seed=None if self.seed is None else self.seed + index)
 
     def build(self, input_shape):
         channels = input_shape[-1]
         hidden = dict(kernel_size=3, padding="same", activation="relu")
         self.hidden = [
-            keras.layers.Conv2D(self.hidden_channels, name="hidden_1", **hidden),
-            keras.layers.Conv2D(self.hidden_channels, name="hidden_2", **hidden),
+            keras.layers.Conv2D(
+                self.hidden_channels,
+                kernel_initializer=self._kernel_initializer(i),
+                name=f"hidden_{i + 1}",
+                **hidden,
+            )
+            for i in range(2)
         ]
         # Zero output: q starts as sigmoid(N(0, 1)) in every pixel, whatever the image.
         self.out = keras.layers.Conv2D(
@@ -88,7 +97,12 @@ class VariationalDequantizer(keras.layers.Layer):
         self.couplings = []
         for i in range(self.num_couplings):
             layers = [
-                keras.layers.Conv2D(self.hidden_channels, name=f"coupling{i}_hidden", **hidden),
+                keras.layers.Conv2D(
+                    self.hidden_channels,
+                    kernel_initializer=self._kernel_initializer(2 + i),
+                    name=f"coupling{i}_hidden",
+                    **hidden,
+                ),
                 keras.layers.Conv2D(
                     2 * channels, 3, padding="same", kernel_initializer="zeros", name=f"coupling{i}_out"
                 ),
@@ -120,6 +134,7 @@ class VariationalDequantizer(keras.layers.Layer):
             **super().get_config(),
             "hidden_channels": self.hidden_channels,
             "num_couplings": self.num_couplings,
+            "seed": self.seed,
         }
 
 

@@ -232,7 +232,7 @@ class GlowModel(keras.Model):
             self.class_loss_tracker = keras.metrics.Mean(name="class_loss")
         self.dequantizer = None
         if dequantization == "variational":
-            self.dequantizer = VariationalDequantizer(name="dequantizer")
+            self.dequantizer = VariationalDequantizer(seed=seed, name="dequantizer")
             self.dequantizer.build((None, *self.image_shape))
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.loss_tracker = keras.metrics.Mean(name="loss")
