@@ -20,12 +20,16 @@ import keras  # noqa: E402
 import tfp_glow  # noqa: E402
 from tfp_glow import data  # noqa: E402
 
+# Uniform noise, replaced by the bin centre below, and no dropout: one replica's masks
+# cannot be those of two replicas' half batches.
+CONFIG = dict(num_levels=2, num_steps=1, hidden_channels=8, seed=0, dequantization="uniform", dropout=0.0)
+
 
 def one_step(strategy):
     """ActNorm init on one global batch, then one SGD step on the same batch of 64."""
     images = data.load_numpy("digits", "train")[:64]
     with strategy.scope():
-        model = tfp_glow.GlowModel.from_preset("digits", num_levels=2, num_steps=1, hidden_channels=8, seed=0)
+        model = tfp_glow.GlowModel.from_preset("digits", **CONFIG)
         model.compile(optimizer=keras.optimizers.SGD(0.1))
     model.initialize(images)
     replicas = strategy.experimental_local_results(model.bijector.actnorms[0].log_scale)
@@ -52,7 +56,7 @@ def nonfinite_step(strategy):
     """One step on a batch whose second half gives NaN: both replicas must skip it."""
     images = data.load_numpy("digits", "train")[:64]
     with strategy.scope():
-        model = tfp_glow.GlowModel.from_preset("digits", num_levels=2, num_steps=1, hidden_channels=8, seed=0)
+        model = tfp_glow.GlowModel.from_preset("digits", **CONFIG)
         model.compile(optimizer=keras.optimizers.Adam(0.1))
     model.initialize(images)
     before = [v.numpy() for v in model.bijector.trainable_variables]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tfp_glow
 from tfp_glow import cli
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -126,7 +127,8 @@ def test_evaluate(trained):
     cwd, _, _ = trained
     metrics = json.loads((cwd / "run" / "metrics.json").read_text())
 
-    result = _cli(["evaluate", "--model_dir=run", "--verbose=0"], cwd=cwd)
+    # train's batch size: the importance samples are drawn per batch.
+    result = _cli(["evaluate", "--model_dir=run", "--verbose=0", "--batch_size=128"], cwd=cwd)
 
     assert result.returncode == 0, result.stderr[-3000:]
     line = _last_line(result.stdout)
@@ -258,4 +260,10 @@ def test_training_flags_reach_the_model_and_the_schedule():
     assert (config["dequantization"], config["dropout"]) == ("variational", 0.25)
     schedule = model.optimizer._learning_rate  # the LearningRateSchedule itself
     assert (schedule.warmup_steps, schedule.decay_steps) == (10, 500)
+    # No --learning_rate: the preset's.
+    assert (
+        schedule.learning_rate
+        == tfp_glow.models.LEARNING_RATES["digits"]
+        != tfp_glow.models.PAPER_LEARNING_RATE
+    )
     assert float(schedule(500)) == 0.0

@@ -410,8 +410,10 @@ def test_model_constructor_checks_conditioning_options():
     with pytest.raises(ValueError, match="needs `learn_top_prior=True`"):
         tfp_glow.GlowModel.from_preset("digits", num_classes=10, learn_top_prior=False, **TINY)
     model = tfp_glow.GlowModel.from_preset("digits", num_classes=10, **TINY)
-    # Without a classification loss, no classifier weights: every weight is a flow variable.
-    assert len(model.trainable_variables) == len(model.bijector.trainable_variables)
+    # Without a classification loss, no classifier weights: every weight is a flow variable
+    # or one of the (digits preset's) learned dequantization.
+    dequantizer = len(model.dequantizer.trainable_weights)
+    assert len(model.trainable_variables) == len(model.bijector.trainable_variables) + dequantizer
     assert [m.name for m in model.metrics] == ["loss", "bits_per_dim", "nonfinite_steps"]
 
 

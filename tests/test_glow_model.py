@@ -37,11 +37,15 @@ def trained(digits, tmp_path_factory):
 def test_every_flow_variable_is_tracked_by_keras_once():
     model = tfp_glow.GlowModel.from_preset("digits", **TINY)
     glow = model.bijector
-    assert len(model.trainable_variables) == len(glow.trainable_variables)
+    # The flow's variables, and the learned dequantization of the digits preset (a Keras layer).
+    dequantizer = [w.value for w in model.dequantizer.weights]
+    assert len(model.trainable_variables) == len(glow.trainable_variables) + len(dequantizer)
     underlying = [v.value for v in model.weights if isinstance(v, keras.Variable)]
     assert len({id(v) for v in underlying}) == len(underlying)  # each once
-    assert {id(v) for v in underlying} == {id(v) for v in glow.variables}
-    assert {id(v.value) for v in model.trainable_variables} == {id(v) for v in glow.trainable_variables}
+    flow_and_dequantizer = {id(v) for v in [*glow.variables, *dequantizer]}
+    assert {id(v) for v in underlying} == flow_and_dequantizer
+    trainable = {id(v) for v in [*glow.trainable_variables, *dequantizer]}
+    assert {id(v.value) for v in model.trainable_variables} == trainable
     # ActNorm state is saved with the weights, but never trained.
     flags = {id(a.initialized) for a in glow.actnorms}
     assert flags <= {id(v.value) for v in model.non_trainable_variables}
@@ -240,7 +244,8 @@ def test_bad_sample_arguments():
 
 
 def _poisoned(model):
-    """The model's preprocessing, with NaN for any batch whose every pixel is 16."""
+    """The model's preprocessing, with NaN for any batch whose every pixel is 16 (uniform
+    dequantization: a learned one does not go through `preprocess`)."""
     original = type(model).preprocess
 
     def preprocess(images, noise=False):
@@ -259,7 +264,7 @@ def _batches_with_a_nan_batch():
 
 def test_a_nonfinite_step_is_skipped_and_counted():
     images = _batches_with_a_nan_batch()
-    model = tfp_glow.GlowModel.from_preset("digits", **TINY)
+    model = tfp_glow.GlowModel.from_preset("digits", **TINY, dequantization="uniform")
     model.compile(optimizer=tfp_glow.default_optimizer(1e-2, warmup_steps=1, ema_momentum=0.9))
     model.initialize(images[:32])
     _poisoned(model)
@@ -286,7 +291,7 @@ def test_a_nonfinite_step_is_skipped_and_counted():
 
 def test_a_nonfinite_step_can_stop_training_instead():
     images = _batches_with_a_nan_batch()
-    model = tfp_glow.GlowModel.from_preset("digits", **TINY, on_nonfinite="raise")
+    model = tfp_glow.GlowModel.from_preset("digits", **TINY, on_nonfinite="raise", dequantization="uniform")
     model.compile()
     model.initialize(images[:32])
     _poisoned(model)

@@ -74,14 +74,14 @@ from absl import app, flags
 from tfp_glow import data, plots, resume
 from tfp_glow.callbacks import AtomicCheckpoint
 from tfp_glow.export import export_saved_model
-from tfp_glow.models import PRESETS, GlowModel, default_optimizer
+from tfp_glow.models import LEARNING_RATES, PAPER_LEARNING_RATE, PRESETS, GlowModel, default_optimizer
 
 __all__ = ["DEFAULT_EPOCHS", "COMMANDS", "main", "run"]
 
 # Epochs of the default run (digits preset on digits); chosen so that it takes at most about
 # 5 minutes on 2 CPU cores.
 DEFAULT_EPOCHS = 50
-DEFAULT_EMA_MOMENTUM = 0.995
+DEFAULT_EMA_MOMENTUM = 0.99
 DEFAULT_CHECKPOINT_EVERY = 500
 COMMANDS = ("train", "evaluate", "sample", "interpolate", "inpaint", "export")
 PROGRAM = "tfp-glow"
@@ -110,7 +110,12 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("epochs", DEFAULT_EPOCHS, "Training epochs.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 64, "Images per training and evaluation batch.", lower_bound=1)
-flags.DEFINE_float("learning_rate", 1e-3, "Learning rate after the linear warm-up (> 0).")
+flags.DEFINE_float(
+    "learning_rate",
+    None,
+    "Learning rate after the linear warm-up (> 0). Default: the preset's, "
+    "tfp_glow.models.LEARNING_RATES (3e-3 for digits), else the paper's 1e-3.",
+)
 flags.DEFINE_integer("warmup_steps", 200, "Steps of linear learning-rate warm-up.", lower_bound=0)
 flags.DEFINE_enum(
     "lr_decay",
@@ -308,7 +313,7 @@ def _check_image_shape(value: str | None) -> bool:
 flags.register_validator("image_shape", _check_image_shape)
 flags.register_validator(
     "learning_rate",
-    lambda v: math.isfinite(v) and v > 0,
+    lambda v: v is None or (math.isfinite(v) and v > 0),
     message="--learning_rate must be a finite number > 0",
 )
 flags.register_validator(
@@ -600,7 +605,7 @@ def _compile(model: GlowModel, total_steps: int) -> None:
         decay_steps = total_steps
     model.compile(
         optimizer=default_optimizer(
-            FLAGS.learning_rate,
+            FLAGS.learning_rate or LEARNING_RATES.get(FLAGS.preset, PAPER_LEARNING_RATE),
             FLAGS.warmup_steps,
             FLAGS.clipnorm,
             name=FLAGS.optimizer,

@@ -1,7 +1,15 @@
 """Keras 3 models built on the Glow bijector."""
 
 from tfp_glow.models.glow_model import GlowModel
-from tfp_glow.models.presets import PRESETS, preset_config
+from tfp_glow.models.presets import LEARNING_RATES, PAPER_LEARNING_RATE, PRESETS, preset_config
 from tfp_glow.models.schedules import LinearWarmup, default_optimizer
 
-__all__ = ["GlowModel", "LinearWarmup", "PRESETS", "default_optimizer", "preset_config"]
+__all__ = [
+    "GlowModel",
+    "LEARNING_RATES",
+    "LinearWarmup",
+    "PAPER_LEARNING_RATE",
+    "PRESETS",
+    "default_optimizer",
+    "preset_config",
+]
