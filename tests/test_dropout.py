@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tfp_glow
-from tests.bijector_test_util import fresh, perturb
+from tests.bijector_test_util import fresh, perturb, plain_and_memory_efficient
 from tfp_glow import data
 
 CONFIG = dict(image_shape=(8, 8, 2), num_levels=2, num_steps=2, hidden_channels=8, seed=3)
@@ -55,13 +55,9 @@ def test_each_seed_gives_an_invertible_flow():
 
 @pytest.mark.parametrize("dtype, rtol", [(tf.float64, 1e-8), (tf.float32, 1e-4)], ids=["f64", "f32"])
 def test_memory_efficient_gradients_rebuild_the_same_mask(dtype, rtol):
-    config = dict(CONFIG, dtype=dtype, dropout=0.3)
-    plain, recomputing = tfp_glow.Glow(**config), tfp_glow.Glow(**config, memory_efficient=True)
-    images = tf.random.stateless_uniform([6, 8, 8, 2], [1, 2], -0.5, 0.5, dtype)
-    plain.initialize(images)
-    perturb(plain, seed=5, scale=0.05)
-    for source, target in zip(plain.variables, recomputing.variables, strict=True):
-        target.assign(source)
+    plain, recomputing, images = plain_and_memory_efficient(
+        dtype, perturbation=0.05, num_steps=2, dropout=0.3
+    )
 
     def loss_and_gradients(glow):
         with tf.GradientTape() as tape:

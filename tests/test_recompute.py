@@ -7,20 +7,11 @@ import pytest
 import tensorflow as tf
 
 import tfp_glow
-from tests.bijector_test_util import perturb
+from tests.bijector_test_util import plain_and_memory_efficient
 
 
 def _pair(dtype, **kwargs):
-    """A plain and a memory-efficient Glow with the same weights."""
-    config = dict(image_shape=(8, 8, 2), num_levels=2, num_steps=3, hidden_channels=8, seed=3, dtype=dtype)
-    config.update(kwargs)
-    plain, recomputing = tfp_glow.Glow(**config), tfp_glow.Glow(**config, memory_efficient=True)
-    images = tf.random.stateless_uniform([6, 8, 8, 2], [1, 2], -0.5, 0.5, dtype)
-    plain.initialize(images)
-    perturb(plain, seed=5, scale=0.02)
-    for source, target in zip(plain.variables, recomputing.variables, strict=True):
-        target.assign(source)
-    return plain, recomputing, images
+    return plain_and_memory_efficient(dtype, perturbation=0.02, **kwargs)
 
 
 def _loss_and_gradients(glow, images, compiled):
