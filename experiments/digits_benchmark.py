@@ -6,7 +6,8 @@ Runs the README's main job exactly as a user would (a subprocess of the console
 script, defaults only, unless extra flags follow `--`), times it from the outside,
 reads its metrics.json and prints one Markdown table row for experiments/RESULTS.md
 next to the baseline of experiments/digits_baseline.py on the same test split. Columns:
-date, command, wall time, epochs (best), test bits/dim (the paper's one-sample estimate),
+date, command, wall time, epochs (best), test bits/dim (one noise sample per image: the paper's
+estimate with uniform noise, its variational bound with the digits preset's learned noise),
 discrete test bits/dim (importance-sampled), per-pixel baseline, machine.
 """
 

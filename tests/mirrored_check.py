@@ -78,8 +78,32 @@ def nonfinite_step(strategy):
     )
 
 
+def replica_randomness(strategy):
+    """Training noise (uniform and learned) and dropout seeds drawn on each replica in one step."""
+    images = data.load_numpy("digits", "train")[:4]
+    with strategy.scope():
+        model = tfp_glow.GlowModel.from_preset("digits", num_levels=2, num_steps=1, hidden_channels=8, seed=0)
+
+    @tf.function
+    def draw():
+        uniform = model.preprocess(images, noise=True)
+        learned, _ = model._dequantize(model._levels(images), model._noise_seed())
+        dropout_seed = model._noise_seed()
+        return uniform, learned, dropout_seed
+
+    results = strategy.run(draw)
+    return {
+        name: not np.array_equal(*(np.asarray(r) for r in strategy.experimental_local_results(result)))
+        for name, result in zip(["uniform", "learned", "dropout_seed"], results, strict=True)
+    }
+
+
 if __name__ == "__main__":
     single = one_step(tf.distribute.get_strategy())
     mirrored = one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
     skipped = nonfinite_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
-    json.dump({"single": single, "mirrored": mirrored, "mirrored_nonfinite": skipped}, sys.stdout)
+    differs = replica_randomness(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    json.dump(
+        {"single": single, "mirrored": mirrored, "mirrored_nonfinite": skipped, "replicas_differ": differs},
+        sys.stdout,
+    )

@@ -103,7 +103,8 @@ def test_train_metrics(trained):
     assert _last_line(result.stdout) == f"test bits/dim: {test_bpd:.3f}"
     # The importance-sampled discrete likelihood: a tighter estimate than one sample.
     discrete = metrics["test_discrete_bits_per_dim"]
-    assert metrics["iw_samples"] == 64 and 0 < discrete < test_bpd
+    assert metrics["iw_samples"] == 64 and 0 < discrete < test_bpd  # the digits default
+    assert metrics["learning_rate"] == tfp_glow.models.LEARNING_RATES["digits"]
     assert result.stdout.strip().splitlines()[-2] == f"discrete test bits/dim (64 samples): {discrete:.3f}"
     assert metrics["wall_seconds"] > sum(metrics["epoch_seconds"])
     config = metrics["config"]
@@ -128,7 +129,8 @@ def test_evaluate(trained):
     metrics = json.loads((cwd / "run" / "metrics.json").read_text())
 
     # train's batch size: the importance samples are drawn per batch.
-    result = _cli(["evaluate", "--model_dir=run", "--verbose=0", "--batch_size=128"], cwd=cwd)
+    flags = ["--verbose=0", "--batch_size=128", "--iw_samples=64"]  # evaluate's default is 0 samples
+    result = _cli(["evaluate", "--model_dir=run", *flags], cwd=cwd)
 
     assert result.returncode == 0, result.stderr[-3000:]
     line = _last_line(result.stdout)

@@ -61,6 +61,11 @@ def test_a_nan_on_one_replica_skips_the_step_on_both(runs):
     assert skipped["nonfinite_steps"] == 1  # one global step, not one per replica
 
 
+def test_each_replica_draws_its_own_noise_and_dropout_masks(runs):
+    # A mirrored SeedGenerator would give both half batches the same noise and masks.
+    assert runs["replicas_differ"] == {"uniform": True, "learned": True, "dropout_seed": True}
+
+
 def test_xla_train_step_gives_the_same_loss():
     images = data.load_numpy("digits", "train")[:64]
     losses = []

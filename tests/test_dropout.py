@@ -95,6 +95,23 @@ def test_glow_model_drops_out_in_training_steps_only(tmp_path):
     np.testing.assert_array_equal(reloaded.bits_per_dim(images[:16]), model.bits_per_dim(images[:16]))
 
 
+def test_glow_model_training_mode_is_the_one_with_dropout():
+    # Noise off (uniform noise at the bin centre): training mode differs from inference by the
+    # dropout alone, and a model without dropout has none.
+    images = data.load_numpy("digits", "train")[:64]
+    config = dict(num_steps=1, hidden_channels=8, seed=0, dequantization="uniform")
+    model = tfp_glow.GlowModel.from_preset("digits", **config, dropout=0.5)
+    model.initialize(images)
+    perturb(model.bijector, seed=1, scale=0.05)  # the zero output convs would hide any mask
+    plain = tfp_glow.GlowModel.from_preset("digits", **config, dropout=0.0)
+    plain.set_weights(model.get_weights())
+    for m in (model, plain):
+        m.preprocess = lambda images, noise=False, m=m: tfp_glow.GlowModel.preprocess(m, images)
+    np.testing.assert_array_equal(model(images), plain(images))
+    np.testing.assert_array_equal(plain(images, training=True), plain(images))
+    assert np.abs(model(images, training=True) - model(images)).max() > 1e-3
+
+
 @pytest.mark.parametrize("dropout", [-0.1, 1.0, "0.5", True, None])
 def test_bad_dropout(dropout):
     with pytest.raises(

@@ -325,22 +325,36 @@ class GlowModel(keras.Model):
     def preprocess(self, images, noise: bool = False) -> tf.Tensor:
         """Integer images to x in [-0.5, 0.5]; uniform dequantization noise if `noise`."""
         levels = self._levels(images)
-        u = keras.random.uniform(tf.shape(levels), seed=self.seed_generator) if noise else None
+        u = self._uniform(tf.shape(levels), self._noise_seed()) if noise else None
         return to_unit_range(levels, self.num_bins, u)
+
+    def _noise_seed(self):
+        """Where training noise comes from: the model's SeedGenerator, or on each replica of
+        several a stateless seed from it folded with the replica's index. A SeedGenerator's
+        state is mirrored, so every replica would draw the same noise and dropout masks for
+        its share of the batch."""
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return self.seed_generator
+        seed = keras.random.randint((2,), 0, 2**31 - 1, seed=self.seed_generator, dtype="int32")
+        return tf.random.experimental.stateless_fold_in(seed, context.replica_id_in_sync_group)
+
+    @staticmethod
+    def _uniform(shape, seed) -> tf.Tensor:
+        if isinstance(seed, keras.random.SeedGenerator):
+            return keras.random.uniform(shape, seed=seed)
+        return tf.random.stateless_uniform(shape, seed)
 
     def _dequantize(self, levels, seed) -> tuple[tf.Tensor, tf.Tensor]:
         """(x, log q(u | k) [N]): levels k dequantized with noise u ~ q, from `seed`
         (a SeedGenerator, or a stateless [2] seed). Uniform noise has log q = 0."""
         shape = tf.shape(levels)
-        stateful = isinstance(seed, keras.random.SeedGenerator)
         if self.dequantizer is None:
-            u = (
-                keras.random.uniform(shape, seed=seed)
-                if stateful
-                else tf.random.stateless_uniform(shape, seed)
-            )
-            return to_unit_range(levels, self.num_bins, u), tf.zeros(shape[:1])
-        eps = keras.random.normal(shape, seed=seed) if stateful else tf.random.stateless_normal(shape, seed)
+            return to_unit_range(levels, self.num_bins, self._uniform(shape, seed)), tf.zeros(shape[:1])
+        if isinstance(seed, keras.random.SeedGenerator):
+            eps = keras.random.normal(shape, seed=seed)
+        else:
+            eps = tf.random.stateless_normal(shape, seed)
         u, log_q = self.dequantizer(to_unit_range(levels, self.num_bins), eps)
         return to_unit_range(levels, self.num_bins, u), log_q
 
@@ -510,13 +524,15 @@ class GlowModel(keras.Model):
         With `noise`, the bound -E_q[log p(x) - log q(u | k)] of one noise sample; with
         `training`, through the coupling networks' dropout (if any)."""
         if noise and self.dequantizer is not None:
-            x, log_q = self._dequantize(self._levels(images), self.seed_generator)
+            x, log_q = self._dequantize(self._levels(images), self._noise_seed())
         else:
             x, log_q = self.preprocess(images, noise=noise), 0.0
         labels = self._labels(labels, tf.shape(x)[0])
         conditioning = {}
         if training and self._config["dropout"] > 0:
-            seed = keras.random.randint((2,), 0, 2**31 - 1, seed=self.seed_generator, dtype="int32")
+            seed = self._noise_seed()
+            if isinstance(seed, keras.random.SeedGenerator):
+                seed = keras.random.randint((2,), 0, 2**31 - 1, seed=seed, dtype="int32")
             conditioning["dropout_seed"] = seed
         log_p = self._glow_log_prob(x, labels, **conditioning)
         bpd = bits_per_dim(log_p - log_q, self.image_shape, self.num_bins)
@@ -637,7 +653,8 @@ class GlowModel(keras.Model):
 
     def test_step(self, data):
         images, labels = self._unpack(data)
-        bpd, class_bits = self._bits(images, labels, noise=True)  # uniform dequantization, as the paper
+        # One noise sample per image: the paper's estimate (its variational bound with a learned q).
+        bpd, class_bits = self._bits(images, labels, noise=True)
         loss = tf.reduce_mean(bpd)
         reported = [self.loss_tracker, self.bits_per_dim_tracker]
         if class_bits is not None:
