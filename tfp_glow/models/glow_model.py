@@ -196,7 +196,6 @@ class GlowModel(keras.Model):
                 "`dequantization` must be 'uniform' or 'variational'. "
                 f"Received: dequantization={dequantization!r}"
             )
-        self.dequantization = dequantization
         not_architecture = (
             "n_bits",
             "num_bins",
