@@ -151,7 +151,7 @@ def _expected_parameters(image_shape, num_levels, num_steps, hidden, lu, split_p
             + 9 * (hidden + 1) * 2 * c_b
             + 2 * 2 * c_b  # zero conv3x3: kernel, bias, logs
         )
-        variables += num_steps * step_vars
+        variables += step_vars  # each stacked over the level's steps
         scalars += num_steps * step_scalars
         if level < num_levels - 1:
             if split_prior:
@@ -186,9 +186,11 @@ def test_trainable_variables_hold_every_parameter(lu, split_prior, learn_top_pri
     assert len(trainable) == variables
     assert len({id(v) for v in trainable}) == variables  # each once
     assert sum(int(np.prod(v.shape)) for v in trainable) == scalars
-    # Non-trainable state: ActNorm flags (3 per step) and, in LU form, P and sign(s).
+    # Non-trainable state: ActNorm flags (3 per level, stacked over its steps) and, in LU
+    # form, P and sign(s).
     non_trainable = [v for v in glow.variables if not v.trainable]
-    assert len(non_trainable) == 3 * 2 * 3 + (2 * 2 * 3 if lu else 0)
+    assert len(non_trainable) == 3 * 3 + (2 * 3 if lu else 0)
+    assert all(v.shape[0] == config["num_steps"] for loop in glow.step_loops for v in loop.stacked)
 
 
 def test_gradients_reach_every_trainable_variable():
@@ -217,7 +219,7 @@ def test_ablation_variants_round_trip(permutation, coupling):
     perturb(glow, seed=4, scale=0.02)
     np.testing.assert_allclose(glow.forward(fresh(glow.inverse(x))).numpy(), x.numpy(), atol=1e-5)
     # Fixed permutations have nothing to learn; additive couplings preserve volume.
-    assert all(not s.permutation.trainable_variables for level in glow.steps for s in level)
+    assert not [v.name for v in glow.trainable_variables if "/permutation/" in v.name]
     if coupling == "additive":
         step = glow.steps[0][0]
         h = tf.random.stateless_normal([2, 4, 4, 4], [1, 1])

@@ -10,9 +10,9 @@ import tensorflow as tf
 from tfp_glow.bijectors._base import GlowBijector, check_dropout, check_int
 from tfp_glow.bijectors.coupling import merge_channels, split_channels
 from tfp_glow.bijectors.flow_step import COUPLINGS, PERMUTATIONS, FlowStep
-from tfp_glow.bijectors.recompute import inverse_with_recomputed_gradients
 from tfp_glow.bijectors.split_prior import SplitPrior
 from tfp_glow.bijectors.squeeze import Squeeze
+from tfp_glow.bijectors.step_loop import StepLoop
 from tfp_glow.bijectors.top_prior import TopPrior
 
 __all__ = ["Glow"]
@@ -51,6 +51,14 @@ class Glow(GlowBijector):
     the steps of flow stay unconditional. Through TFP: `dist.log_prob(x,
     bijector_kwargs={"labels": y})` and `dist.sample(n, bijector_kwargs={"labels":
     y})`. Untrained, a conditional Glow equals the unconditional one.
+
+    Each weight of a level's K steps is one variable stacked over the steps,
+    [K, ...], owned by `step_loops[level]` (`StepLoop`); the FlowSteps in
+    `steps[level]` read and write their slice through views. The optimizer, the
+    moving averages and checkpoints therefore see one step's variables per level
+    whatever K is. With `memory_efficient=True` the steps of a level also run as
+    one `tf.while_loop` (the graph holds one step per level) whose gradient
+    recomputes the activations; otherwise they are unrolled.
 
     Every ActNorm is initialized by `initialize(images)`, level by level on the real
     activations; before that they are the identity (see `ActNorm`). With zero
@@ -118,11 +126,12 @@ class Glow(GlowBijector):
             as standard normal.
           learn_top_prior: Python `bool`, learned per-channel mean and scale of the
             top latent (default `False`: standard normal).
-          memory_efficient: Python `bool`: gradients of the encoding direction
+          memory_efficient: Python `bool`: the K steps of each level run as one
+            loop over their stacked weights (`StepLoop`), so the graph holds one
+            step per level whatever K is, and gradients of the encoding direction
             (training) rebuild each step's activations from its output by the
-            exact inverse instead of storing them (`recompute.py`), so activation
-            memory does not grow with depth; about one more pass of compute.
-            Default `False`.
+            exact inverse instead of storing them, so memory does not grow with
+            depth; about one more pass of compute. Default `False`.
           scale_fn: the couplings' scale, `'sigmoid'` (default) or `'exp'`.
           seed: Python `int` or `None`, seed of all initial weights.
           num_classes: Python `int` K or `None` (default, unconditional): a
@@ -201,6 +210,7 @@ class Glow(GlowBijector):
         with tf.name_scope(name) as name:
             self.squeeze = Squeeze(2, validate_args=validate_args)
             self.steps = []
+            self.step_loops = []
             self.split_priors = []
             latent_shapes = []
             self._kept_channels = []
@@ -225,6 +235,8 @@ class Glow(GlowBijector):
                         for step in range(num_steps)
                     ]
                 )
+                # One variable per weight of the level: the steps' own become views of it.
+                self.step_loops.append(StepLoop(self.steps[-1], name=f"level{level}_steps"))
                 if level < num_levels - 1:
                     if split_prior:
                         self.split_priors.append(
@@ -391,15 +403,14 @@ class Glow(GlowBijector):
         log_det = 0.0
         for level in range(self._num_levels):
             x = self.squeeze.forward_and_log_det(x)[0]
-            for step in self.steps[level]:
-                if initialize:
+            if initialize:
+                for step in self.steps[level]:
                     x = step.initialize(x, **conditioning)
-                else:
-                    if self._memory_efficient:
-                        x, ldj = inverse_with_recomputed_gradients(step, x, **conditioning)
-                    else:
-                        x, ldj = step.inverse_and_log_det(x, **conditioning)
-                    log_det += ldj
+            else:
+                x, ldj = self.step_loops[level].inverse_and_log_det(
+                    x, recompute=self._memory_efficient, unroll=not self._memory_efficient, **conditioning
+                )
+                log_det += ldj
             if level < self._num_levels - 1:
                 if self.split_priors:
                     prior = self.split_priors[level]
@@ -432,9 +443,10 @@ class Glow(GlowBijector):
                     prior = self.split_priors[level]
                     x, ldj = prior.forward_and_log_det(x, **self._prior_labels(prior, labels))
                     log_det += ldj
-            for step in reversed(self.steps[level]):
-                x, ldj = step.forward_and_log_det(x, **conditioning)
-                log_det += ldj
+            x, ldj = self.step_loops[level].forward_and_log_det(
+                x, unroll=not self._memory_efficient, **conditioning
+            )
+            log_det += ldj
             x = self.squeeze.inverse_and_log_det(x)[0]
         images = tf.reshape(x, tf.concat([batch_shape, self._image_shape], 0))
         return images, _per_example(log_det, x, batch_shape)

@@ -38,6 +38,9 @@ class CouplingNetwork(tf.Module):
          1x1 Convolutions. In _Neural Information Processing Systems_, 2018.
     """
 
+    # The dropout salt differs between the steps of a level: StepLoop stacks it like a weight.
+    _per_step_constants = ("_dropout_salt",)
+
     def __init__(
         self,
         in_channels: int,
