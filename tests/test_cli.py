@@ -269,3 +269,20 @@ def test_training_flags_reach_the_model_and_the_schedule():
         != tfp_glow.models.PAPER_LEARNING_RATE
     )
     assert float(schedule(500)) == 0.0
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ([], cli.DIGITS_EPOCHS),  # the default run: digits, sized to its 5-minute budget
+        (["--preset=mnist", "--dataset=tfds:mnist"], cli.DEFAULT_EPOCHS),
+        (["--epochs=3"], 3),
+    ],
+)
+def test_epochs_default_to_the_presets(flags, expected):
+    cli.FLAGS(["tfp-glow", *flags])
+    try:
+        assert cli._epochs() == expected
+    finally:
+        cli.FLAGS.unparse_flags()
+    assert cli.DIGITS_EPOCHS != cli.DEFAULT_EPOCHS

@@ -77,10 +77,11 @@ from tfp_glow.callbacks import AtomicCheckpoint
 from tfp_glow.export import export_saved_model
 from tfp_glow.models import LEARNING_RATES, PAPER_LEARNING_RATE, PRESETS, GlowModel, default_optimizer
 
-__all__ = ["DEFAULT_EPOCHS", "COMMANDS", "main", "run"]
+__all__ = ["DEFAULT_EPOCHS", "DIGITS_EPOCHS", "COMMANDS", "main", "run"]
 
-# Epochs of the default run (digits preset on digits); chosen so that it takes at most about
-# 5 minutes on 2 CPU cores.
+# Epochs of the default run (digits preset on digits), chosen so that it takes at most about
+# 5 minutes on 2 CPU cores (experiments/RESULTS.md); other presets train DEFAULT_EPOCHS by default.
+DIGITS_EPOCHS = 115
 DEFAULT_EPOCHS = 50
 DEFAULT_EMA_MOMENTUM = 0.99
 DIGITS_IW_SAMPLES = 64
@@ -110,13 +111,19 @@ flags.DEFINE_string(
     "Folder of the run: train writes model.keras, checkpoints, samples, logs and metrics there; "
     "evaluate and sample read model.keras from it.",
 )
-flags.DEFINE_integer("epochs", DEFAULT_EPOCHS, "Training epochs.", lower_bound=1)
+flags.DEFINE_integer(
+    "epochs",
+    None,
+    f"Training epochs. Default: {DIGITS_EPOCHS} for --preset=digits (the 5-minute default run), "
+    f"else {DEFAULT_EPOCHS}.",
+    lower_bound=1,
+)
 flags.DEFINE_integer("batch_size", 64, "Images per training and evaluation batch.", lower_bound=1)
 flags.DEFINE_float(
     "learning_rate",
     None,
     "Learning rate after the linear warm-up (> 0). Default: the preset's, "
-    "tfp_glow.models.LEARNING_RATES (3e-3 for digits), else the paper's 1e-3.",
+    "tfp_glow.models.LEARNING_RATES (4e-3 for digits), else the paper's 1e-3.",
 )
 flags.DEFINE_integer("warmup_steps", 200, "Steps of linear learning-rate warm-up.", lower_bound=0)
 flags.DEFINE_enum(
@@ -508,7 +515,7 @@ def _train() -> int:
         model = _build_model()
     datasets = _train_datasets(model)
     with strategy.scope():
-        _compile(model, FLAGS.epochs * datasets.steps_per_epoch)
+        _compile(model, _epochs() * datasets.steps_per_epoch)
     state = _resume_state(model, datasets, model_dir)
     history, epoch_seconds = _fit(model, datasets, model_dir, state)
     return _finish(model_dir, datasets, history, epoch_seconds, start)
@@ -601,8 +608,8 @@ def _compile(model: GlowModel, total_steps: int) -> None:
     if FLAGS.lr_decay == "cosine":
         if total_steps <= FLAGS.warmup_steps:
             raise _UsageError(
-                f"--lr_decay=cosine needs more training steps ({FLAGS.epochs} epochs of "
-                f"{total_steps // FLAGS.epochs} batches = {total_steps}) than "
+                f"--lr_decay=cosine needs more training steps ({_epochs()} epochs of "
+                f"{total_steps // _epochs()} batches = {total_steps}) than "
                 f"--warmup_steps={FLAGS.warmup_steps}"
             )
         decay_steps = total_steps
@@ -714,11 +721,11 @@ def _fit(model: GlowModel, datasets: _Datasets, model_dir: str, state: resume.Tr
     fits = []  # (first epoch, epochs, batches per epoch)
     if batch:
         fits.append((epoch, epoch + 1, spe - batch))
-    if epoch + bool(batch) < FLAGS.epochs:
-        fits.append((epoch + bool(batch), FLAGS.epochs, spe))
+    if epoch + bool(batch) < _epochs():
+        fits.append((epoch + bool(batch), _epochs(), spe))
     elif not batch:
         print(
-            f"{PROGRAM}: {model_dir} has trained {epoch} epochs already (--epochs={FLAGS.epochs})",
+            f"{PROGRAM}: {model_dir} has trained {epoch} epochs already (--epochs={_epochs()})",
             file=sys.stderr,
         )
     for i, (first, epochs, steps) in enumerate(fits):
@@ -999,6 +1006,11 @@ def _iw_samples(train: bool) -> int:
     if FLAGS.iw_samples is not None:
         return FLAGS.iw_samples
     return DIGITS_IW_SAMPLES if train and FLAGS.preset == "digits" else 0
+
+
+def _epochs() -> int:
+    """--epochs, or its default: DIGITS_EPOCHS for --preset=digits, else DEFAULT_EPOCHS."""
+    return FLAGS.epochs or (DIGITS_EPOCHS if FLAGS.preset == "digits" else DEFAULT_EPOCHS)
 
 
 def _learning_rate() -> float:
