@@ -25,14 +25,14 @@ def perturb(module: tf.Module, seed: int = 0, scale: float = 0.1) -> None:
 
 
 def plain_and_memory_efficient(dtype, perturbation: float, **kwargs):
-    """(plain Glow, memory-efficient Glow with the same weights, their images [6, 8, 8, 2]).
+    """(plain Glow, memory-efficient Glow with the same weights, their images [6, *image_shape]).
 
     Initialized on the images, then every variable moved by `perturbation` (zero
     output layers would hide most of the networks)."""
     config = dict(image_shape=(8, 8, 2), num_levels=2, num_steps=3, hidden_channels=8, seed=3, dtype=dtype)
     config.update(kwargs)
     plain, recomputing = tfp_glow.Glow(**config), tfp_glow.Glow(**config, memory_efficient=True)
-    images = tf.random.stateless_uniform([6, 8, 8, 2], [1, 2], -0.5, 0.5, dtype)
+    images = tf.random.stateless_uniform([6, *config["image_shape"]], [1, 2], -0.5, 0.5, dtype)
     plain.initialize(images)
     perturb(plain, seed=5, scale=perturbation)
     for source, target in zip(plain.variables, recomputing.variables, strict=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +19,8 @@ class StepLoop(tf.Module):
     their weights. StepLoop owns each weight of the level as one variable
     stacked over the steps, `W[k]` for step k, and leaves each step a
     `StepSlice` view of its slice in place of its own variable, so the steps
-    still work on their own (and `initialize` assigns through the views). A
+    still compute on their own (and `initialize` assigns through the views),
+    but their state is saved with the level's variables, not with a step. A
     level of K steps thus has the variables of one step, each K times larger:
     the optimizer's update, the moving averages and the checkpoint have as many
     ops and entries at K=32 as at K=1. The encoding direction of the level is
@@ -34,14 +36,18 @@ class StepLoop(tf.Module):
     `unroll=True` runs the same maps as K copies instead (a bigger graph, and
     Grappler can optimize across steps).
 
-    `inverse_and_log_det(y, recompute=True)` also stores nothing inside the
-    level for the backward pass ([1], Section 3 of [2]): a step is exactly
-    invertible, so the gradient loop runs the steps in reverse, k = K-1..0, and
-    rebuilds each step's input from its output by the generative map,
-    x_k = step(W[k]).forward(x_{k+1}), then backpropagates through that one step
-    under a tape. Activation memory is one step's, whatever K is, at the cost of
-    about one more forward and inverse pass; the gradients equal the plain
-    path's up to the reconstruction error |x_k' - x_k|, which tests check.
+    `inverse_and_log_det(y, recompute=True)` also stores none of the steps'
+    activations for the backward pass ([1], Section 3 of [2]), only each step's
+    output x_{k+1} ([N, h, w, c], far smaller than a coupling network's hidden
+    activations). A step is exactly invertible, so the gradient loop runs the
+    steps in reverse, k = K-1..0, rebuilds each step's input from its stored
+    output by the generative map, x_k' = step(W[k]).forward(x_{k+1}), and
+    backpropagates through that one step under a tape. Activation memory is one
+    step's plus the K step outputs, at the cost of about one more forward and
+    inverse pass; the gradients equal the plain path's up to one step's
+    reconstruction error |x_k' - x_k|, which tests check. (Rebuilding x_k from
+    the rebuilt x_{k+1} instead would store nothing per step, but the errors
+    compound over the level.)
 
     Per-step constants that are not variables (a network's dropout salt) are
     listed by their module in a `_per_step_constants` class attribute and
@@ -140,26 +146,33 @@ class StepLoop(tf.Module):
             x, log_det = getattr(self._steps[0], method)(x, **conditioning)
         return x, tf.broadcast_to(log_det, tf.shape(x)[:1])
 
-    def _run(self, method: str, leaves, x, reverse: bool, unroll: bool, conditioning):
+    def _run(self, method: str, leaves, x, reverse: bool, unroll: bool, conditioning, record=False):
+        """(x, log_det) after the K steps; with `record`, also every step's output, [K, *x.shape]."""
         num_steps = self.num_steps
         log_det = tf.zeros(tf.shape(x)[:1], x.dtype)
         if unroll:
             # Unstacked once: the gradient of each leaf is one stack, not K slices' scatters.
             leaves = [tf.unstack(leaf, num_steps) for leaf in leaves]
+            outputs = []
             for k in reversed(range(num_steps)) if reverse else range(num_steps):
                 x, step_log_det = self._step(method, [leaf[k] for leaf in leaves], x, conditioning)
                 log_det += step_log_det
-            return x, log_det
+                outputs.append(x)
+            return (x, log_det, tf.stack(outputs)) if record else (x, log_det)
 
-        def body(i, x, log_det):
+        def body(i, x, log_det, *outputs):
             k = num_steps - 1 - i if reverse else i
             x, step_log_det = self._step(method, [leaf[k] for leaf in leaves], x, conditioning)
-            return i + 1, x, log_det + step_log_det
+            return (i + 1, x, log_det + step_log_det, *(array.write(i, x) for array in outputs))
 
-        _, x, log_det = tf.while_loop(
-            lambda i, *_: i < num_steps, body, (tf.constant(0), x, log_det), maximum_iterations=num_steps
+        outputs = [tf.TensorArray(x.dtype, size=num_steps, element_shape=x.shape)] if record else []
+        _, x, log_det, *outputs = tf.while_loop(
+            lambda i, *_: i < num_steps,
+            body,
+            (tf.constant(0), x, log_det, *outputs),
+            maximum_iterations=num_steps,
         )
-        return x, log_det
+        return (x, log_det, outputs[0].stack()) if record else (x, log_det)
 
     def forward_and_log_det(
         self, x: tf.Tensor, unroll: bool = False, **conditioning
@@ -191,33 +204,43 @@ class StepLoop(tf.Module):
         # `variables` argument): a leaf the substitution missed cannot go unnoticed.
         @tf.custom_gradient
         def encode(y, *weights):
-            x, log_det = self._run("inverse_and_log_det", merged(weights), y, False, unroll, conditioning)
+            x, log_det, outputs = self._run(
+                "inverse_and_log_det", merged(weights), y, False, unroll, conditioning, record=True
+            )
 
             def gradient(dx, dlog_det):
-                return self._recomputed_gradient(x, dx, dlog_det, merged(weights), trainable, conditioning)
+                return self._recomputed_gradient(
+                    outputs, dx, dlog_det, merged(weights), trainable, conditioning
+                )
 
             return (x, log_det), gradient
 
         return encode(y, *(leaf for leaf, t in zip(leaves, trainable, strict=True) if t))
 
-    def _recomputed_gradient(self, x, dx, dlog_det, leaves, trainable, conditioning):
+    def _recomputed_gradient(self, outputs, dx, dlog_det, leaves, trainable, conditioning):
+        """Gradients of the encoding loop; `outputs` [K, ...] holds each step's output."""
         num_steps = self.num_steps
         weights = [leaf for leaf, t in zip(leaves, trainable, strict=True) if t]
         # Not before the gradient arrives: graph executors run ops as soon as their inputs
         # are ready, and a recomputation scheduled during the forward pass would hold its
         # activations as long as the plain path does.
         with tf.control_dependencies([dx, dlog_det]):
-            x = tf.identity(tf.stop_gradient(x))
-        dlog_det = tf.broadcast_to(dlog_det, tf.shape(x)[:1])
+            outputs = tf.identity(tf.stop_gradient(outputs))
+        dlog_det = tf.broadcast_to(dlog_det, tf.shape(dx)[:1])
         arrays = [
             tf.TensorArray(w.dtype, size=num_steps, element_shape=w.shape[1:], clear_after_read=False)
             for w in weights
         ]
 
-        def body(i, x, dx, arrays):
+        def body(i, dx, arrays):
             k = num_steps - 1 - i
             step_leaves = [leaf[k] for leaf in leaves]
-            x_in = tf.stop_gradient(self._step("forward_and_log_det", step_leaves, x, conditioning)[0])
+            # Step k's input, rebuilt from its own stored output: one step's reconstruction
+            # error, which does not compound over the level as rebuilding from the rebuilt
+            # input of step k + 1 would (NaN at K=16 with perturbed float32 weights).
+            x_in = tf.stop_gradient(
+                self._step("forward_and_log_det", step_leaves, outputs[k], conditioning)[0]
+            )
             step_weights = [leaf for leaf, t in zip(step_leaves, trainable, strict=True) if t]
             with tf.GradientTape() as tape:
                 tape.watch([x_in, *step_weights])
@@ -229,12 +252,12 @@ class StepLoop(tf.Module):
                 unconnected_gradients=tf.UnconnectedGradients.ZERO,
             )
             arrays = [a.write(k, g) for a, g in zip(arrays, grads[1:], strict=True)]
-            return i + 1, x_in, grads[0], arrays
+            return i + 1, grads[0], arrays
 
-        _, _, dy, arrays = tf.while_loop(
+        _, dy, arrays = tf.while_loop(
             lambda i, *_: i < num_steps,
             body,
-            (tf.constant(0), x, dx, arrays),
+            (tf.constant(0), dx, arrays),
             maximum_iterations=num_steps,
         )
         return (dy, *(a.stack() for a in arrays))
@@ -246,7 +269,7 @@ class StepSlice:
     It converts to a tensor wherever TensorFlow expects one and has the
     arithmetic operators of a tensor, so a step's code reads it as it would its
     own variable; `assign`, `assign_add` and `assign_sub` write the slice (ActNorm's
-    initialization uses `assign`).
+    initialization uses `assign`) and return the update of the stacked variable.
     """
 
     def __init__(self, stacked: tf.Variable, index: int):
@@ -280,6 +303,12 @@ class StepSlice:
     def assign(self, value):
         value = tf.convert_to_tensor(value, self.dtype)
         return self.stacked.scatter_update(tf.IndexedSlices(value[tf.newaxis], [self.index]))
+
+    def __bool__(self):
+        return bool(self.value())
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.numpy(), dtype)
 
     def assign_add(self, delta):
         delta = tf.convert_to_tensor(delta, self.dtype)
@@ -327,17 +356,22 @@ def _get(module, path):
     return module
 
 
+# Substitution rewrites attributes of a shared step: one thread at a time.
+_SUBSTITUTION_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _substituted(module, paths, values):
     """`module` with the leaf at each path replaced by a tensor, restored on exit."""
     saved = []
-    try:
-        for path, value in zip(paths, values, strict=True):
-            owner = _get(module, path[:-1])
-            saved.append((owner, path[-1], getattr(owner, path[-1])))
-            # object.__setattr__: not tf.Module's tracking, which would record the tensor.
-            object.__setattr__(owner, path[-1], value)
-        yield
-    finally:
-        for owner, name, original in reversed(saved):
-            object.__setattr__(owner, name, original)
+    with _SUBSTITUTION_LOCK:
+        try:
+            for path, value in zip(paths, values, strict=True):
+                owner = _get(module, path[:-1])
+                saved.append((owner, path[-1], getattr(owner, path[-1])))
+                # object.__setattr__: not tf.Module's tracking, which would record the tensor.
+                object.__setattr__(owner, path[-1], value)
+            yield
+        finally:
+            for owner, name, original in reversed(saved):
+                object.__setattr__(owner, name, original)
