@@ -146,17 +146,32 @@ class ActNorm(GlowBijector):
             ),
         ]
 
+    # Functions of the weights alone: StepLoop computes them once for a level's stacked steps.
+    _weight_functions = ("scale", "inverse_scale", "log_abs_det")
+
+    def scale(self) -> tf.Tensor:
+        """exp(log_scale), per channel."""
+        return tf.exp(self.log_scale)
+
+    def inverse_scale(self) -> tf.Tensor:
+        """exp(-log_scale), per channel."""
+        return tf.exp(-self.log_scale)
+
+    def log_abs_det(self) -> tf.Tensor:
+        """sum_c log_scale[c]: log|det J_forward| per pixel."""
+        return tf.reduce_sum(self.log_scale, axis=-1)
+
     def _log_det(self, t):
-        return spatial_size(t) * tf.reduce_sum(self.log_scale)
+        return spatial_size(t) * self.log_abs_det()
 
     def _forward_and_log_det(self, x):
         check_image(x, self._channels, self.name)
         with tf.control_dependencies(self._assertions(x)):
-            y = x * tf.exp(self.log_scale) + self.loc
+            y = x * self.scale() + self.loc
         return y, self._log_det(x)
 
     def _inverse_and_log_det(self, y):
         check_image(y, self._channels, self.name)
         with tf.control_dependencies(self._assertions(y)):
-            x = (y - self.loc) * tf.exp(-self.log_scale)
+            x = (y - self.loc) * self.inverse_scale()
         return x, -self._log_det(y)

@@ -105,6 +105,10 @@ class InvertibleConv1x1(GlowBijector):
                 name=name,
             )
 
+    # Functions of the weights alone, written for any leading axes: StepLoop computes them
+    # once for a level's stacked steps.
+    _weight_functions = ("matrix", "inverse_matrix", "log_abs_det")
+
     @property
     def channels(self) -> int:
         return self._channels
@@ -137,7 +141,7 @@ class InvertibleConv1x1(GlowBijector):
             return tf.linalg.inv(w)
         lower, upper = self._triangular_factors()
         # W^{-1} = U^{-1} L^{-1} P^T by two triangular solves.
-        eye = tf.eye(self._channels, dtype=self.dtype)
+        eye = tf.broadcast_to(tf.eye(self._channels, dtype=self.dtype), tf.shape(lower))
         l_inv = tf.linalg.triangular_solve(lower, eye, lower=True)
         u_inv_l_inv = tf.linalg.triangular_solve(upper, l_inv, lower=False)
         return tf.matmul(u_inv_l_inv, self.permutation, transpose_b=True)
@@ -145,11 +149,11 @@ class InvertibleConv1x1(GlowBijector):
     def log_abs_det(self) -> tf.Tensor:
         """log|det W| (per pixel)."""
         if self._lu_decomposed:
-            return tf.reduce_sum(self.log_s)
+            return tf.reduce_sum(self.log_s, axis=-1)
         # log|det W| = sum log|diag(R)| for W = QR: QR compiles with XLA, slogdet does not.
         w = tf.cast(self.weight, tf.float64)
         r = tf.linalg.qr(w)[1]
-        return tf.cast(tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(r)))), self.dtype)
+        return tf.cast(tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(r))), axis=-1), self.dtype)
 
     def _apply(self, matrix, t):
         check_image(t, self._channels, self.name)

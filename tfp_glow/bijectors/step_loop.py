@@ -53,6 +53,15 @@ class StepLoop(tf.Module):
     listed by their module in a `_per_step_constants` class attribute and
     stacked the same way, as constants.
 
+    Work on the weights alone (the LU product of a 1x1 convolution and its
+    inverse, ActNorm scales, the coupling network's folded kernels) is done once
+    per level, not per step: a module lists such methods, which take no argument
+    and are written for any leading axes, in a `_weight_functions` class
+    attribute; the loop calls each on the stacked weights, `f(W)` [K, ...], and
+    step k's call of the method returns `f(W)[k]`. A level then has one LU
+    product of K matrices instead of K products, in the forward pass and in the
+    gradient (most of a small model's ops; experiments/RESULTS.md).
+
     #### References
 
     [1]: Aidan N. Gomez, Mengye Ren, Raquel Urtasun, Roger B. Grosse. The Reversible
@@ -90,6 +99,7 @@ class StepLoop(tf.Module):
                 )
         self._steps = steps
         self._paths = paths
+        self._functions = _weight_function_paths(steps[0])
         variables = []
         # Per-step constants by leaf index; a tuple, so that tf.Module does not track it.
         constants = []
@@ -140,29 +150,50 @@ class StepLoop(tf.Module):
         """Every leaf read once: [K, *leaf_shape] each, in path order."""
         return [tf.convert_to_tensor(leaf) for leaf in self._in_path_order(self.stacked)]
 
-    def _step(self, method: str, step_leaves, x, conditioning):
-        """`getattr(step, method)(x)` of the step whose leaves are `step_leaves` (one step's slices)."""
-        with _substituted(self._steps[0], self._paths, step_leaves):
-            x, log_det = getattr(self._steps[0], method)(x, **conditioning)
+    def _weight_terms(self, leaves) -> list:
+        """Every weight function of the steps on the stacked `leaves`: [K, ...] each (nests)."""
+        step = self._steps[0]
+        with _substituted(step, self._paths, leaves):
+            return [getattr(_get(step, path), name)() for path, name in self._functions]
+
+    def _step(self, method: str, step_leaves, x, conditioning, step_terms=None):
+        """`getattr(step, method)(x)` of the step whose leaves are `step_leaves` (one step's
+        slices); with `step_terms` (its slices of `_weight_terms`), its weight functions return
+        those instead of computing them."""
+        step = self._steps[0]
+        functions = self._functions if step_terms is not None else ()
+        with _substituted(step, self._paths, step_leaves), _shadowed(step, functions, step_terms):
+            x, log_det = getattr(step, method)(x, **conditioning)
         return x, tf.broadcast_to(log_det, tf.shape(x)[:1])
 
     def _run(self, method: str, leaves, x, reverse: bool, unroll: bool, conditioning, record=False):
         """(x, log_det) after the K steps; with `record`, also every step's output, [K, *x.shape]."""
         num_steps = self.num_steps
         log_det = tf.zeros(tf.shape(x)[:1], x.dtype)
+        terms = self._weight_terms(leaves)
+        flat_terms = tf.nest.flatten(terms)  # None (no border kernel, say) stays None
+
+        def step_terms(k, flat):
+            return tf.nest.pack_sequence_as(terms, [None if t is None else t[k] for t in flat])
+
         if unroll:
             # Unstacked once: the gradient of each leaf is one stack, not K slices' scatters.
             leaves = [tf.unstack(leaf, num_steps) for leaf in leaves]
+            flat_terms = [None if t is None else tf.unstack(t, num_steps) for t in flat_terms]
             outputs = []
             for k in reversed(range(num_steps)) if reverse else range(num_steps):
-                x, step_log_det = self._step(method, [leaf[k] for leaf in leaves], x, conditioning)
+                x, step_log_det = self._step(
+                    method, [leaf[k] for leaf in leaves], x, conditioning, step_terms(k, flat_terms)
+                )
                 log_det += step_log_det
                 outputs.append(x)
             return (x, log_det, tf.stack(outputs)) if record else (x, log_det)
 
         def body(i, x, log_det, *outputs):
             k = num_steps - 1 - i if reverse else i
-            x, step_log_det = self._step(method, [leaf[k] for leaf in leaves], x, conditioning)
+            x, step_log_det = self._step(
+                method, [leaf[k] for leaf in leaves], x, conditioning, step_terms(k, flat_terms)
+            )
             return (i + 1, x, log_det + step_log_det, *(array.write(i, x) for array in outputs))
 
         outputs = [tf.TensorArray(x.dtype, size=num_steps, element_shape=x.shape)] if record else []
@@ -350,6 +381,15 @@ def _leaf_paths(module: tf.Module) -> list[tuple[str, ...]]:
     return paths
 
 
+def _weight_function_paths(module: tf.Module, prefix=()) -> list[tuple[tuple[str, ...], str]]:
+    """(module path, method name) of every weight function of `module` and its tf.Modules."""
+    found = [(prefix, name) for name in getattr(type(module), "_weight_functions", ())]
+    for name, value in sorted(vars(module).items()):
+        if isinstance(value, tf.Module) and name not in ("_cache", "_parameters", "_graph_parents"):
+            found.extend(_weight_function_paths(value, (*prefix, name)))
+    return found
+
+
 def _get(module, path):
     for name in path:
         module = getattr(module, name)
@@ -375,3 +415,20 @@ def _substituted(module, paths, values):
         finally:
             for owner, name, original in reversed(saved):
                 object.__setattr__(owner, name, original)
+
+
+@contextlib.contextmanager
+def _shadowed(module, functions, values):
+    """`module` whose weight function at each (path, name) of `functions` returns a value."""
+    shadowed = []
+    with _SUBSTITUTION_LOCK:
+        try:
+            for (path, name), value in zip(functions, values or (), strict=True):
+                owner = _get(module, path)
+                # An instance attribute hides the method; object.__setattr__, not tf.Module's tracking.
+                object.__setattr__(owner, name, lambda value=value: value)
+                shadowed.append((owner, name))
+            yield
+        finally:
+            for owner, name in reversed(shadowed):
+                object.__delattr__(owner, name)

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from tfp_glow.bijectors._base import check_dropout, check_int
 from tfp_glow.bijectors.actnorm import ActNorm
-from tfp_glow.networks.conv import Conv2D, ZeroConv2D, conv2d
+from tfp_glow.networks.conv import Conv2D, ZeroConv2D, split_conv2d, split_kernel
 
 __all__ = ["CouplingNetwork"]
 
@@ -40,6 +40,8 @@ class CouplingNetwork(tf.Module):
 
     # The dropout salt differs between the steps of a level: StepLoop stacks it like a weight.
     _per_step_constants = ("_dropout_salt",)
+    # Functions of the weights alone: StepLoop computes them once for a level's stacked steps.
+    _weight_functions = ("folded_in", "folded_hidden")
 
     def __init__(
         self,
@@ -65,9 +67,17 @@ class CouplingNetwork(tf.Module):
             self.actnorm_hidden = ActNorm(hidden_channels, dtype=dtype, name="actnorm_hidden")
             self.conv_out = ZeroConv2D(hidden_channels, out_channels, 3, dtype=dtype, name="conv_out")
 
+    def folded_in(self):
+        """(kernel, border kernel, bias) of actnorm_in.inverse(conv_in(x)); see `_folded`."""
+        return _folded(self.conv_in, self.actnorm_in)
+
+    def folded_hidden(self):
+        """(kernel, None, bias) of actnorm_hidden.inverse(conv_hidden(h)); see `_folded`."""
+        return _folded(self.conv_hidden, self.actnorm_hidden)
+
     def __call__(self, x: tf.Tensor, dropout_seed: tf.Tensor | None = None) -> tf.Tensor:
-        h = tf.nn.relu(_normalized_conv(self.conv_in, self.actnorm_in, x))
-        h = tf.nn.relu(_normalized_conv(self.conv_hidden, self.actnorm_hidden, h))
+        h = tf.nn.relu(_normalized_conv(x, *self.folded_in()))
+        h = tf.nn.relu(_normalized_conv(h, *self.folded_hidden()))
         if self.dropout > 0 and dropout_seed is not None:
             seed = tf.random.experimental.stateless_fold_in(dropout_seed, self._dropout_salt)
             h = tf.nn.experimental.stateless_dropout(h, self.dropout, seed)
@@ -80,14 +90,20 @@ class CouplingNetwork(tf.Module):
         return self.conv_out(h)
 
 
-def _normalized_conv(conv: Conv2D, actnorm: ActNorm, x: tf.Tensor) -> tf.Tensor:
-    """`actnorm.inverse(conv(x))`, with the ActNorm folded into the convolution.
+def _folded(conv: Conv2D, actnorm: ActNorm):
+    """The kernels and the bias of `actnorm.inverse(conv(x))`, with the ActNorm folded in:
 
         (conv(x, K) - loc) * exp(-log_scale) = conv(x, K * exp(-log_scale)) - loc * exp(-log_scale)
 
     The per-channel scale goes into the kernel (its size, not the activations') and the shift
     into one bias add, so the activations are written once instead of three times. The same
-    function of the same variables: gradients are unchanged.
+    function of the same variables: gradients are unchanged. Leading axes of the variables
+    (a level's stacked steps) carry through.
     """
-    scale = tf.exp(-actnorm.log_scale)
-    return tf.nn.bias_add(conv2d(x, conv.kernel * scale, conv.edge_bias), -actnorm.loc * scale)
+    scale = actnorm.inverse_scale()
+    kernel = conv.kernel * scale[..., tf.newaxis, tf.newaxis, tf.newaxis, :]
+    return (*split_kernel(kernel, conv.edge_bias), -actnorm.loc * scale)
+
+
+def _normalized_conv(x, kernel, edge_kernel, bias):
+    return tf.nn.bias_add(split_conv2d(x, kernel, edge_kernel), bias)
