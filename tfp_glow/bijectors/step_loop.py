@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfp_glow.networks.conv import spatial_shape
+
 __all__ = ["StepLoop", "StepSlice"]
 
 
@@ -54,13 +56,14 @@ class StepLoop(tf.Module):
     stacked the same way, as constants.
 
     Work on the weights alone (the LU product of a 1x1 convolution and its
-    inverse, ActNorm scales, the coupling network's folded kernels) is done once
-    per level, not per step: a module lists such methods, which take no argument
-    and are written for any leading axes, in a `_weight_functions` class
-    attribute; the loop calls each on the stacked weights, `f(W)` [K, ...], and
-    step k's call of the method returns `f(W)[k]`. A level then has one LU
+    inverse, ActNorm scales, the coupling network's folded kernels and border
+    terms) is done once per level, not per step: a module lists such methods,
+    written for any leading axes, in a `_weight_functions` class attribute (no
+    arguments) or `_spatial_weight_functions` (the H and W of the level's
+    activations); the loop calls each on the stacked weights, `f(W)` [K, ...],
+    and step k's call of the method returns `f(W)[k]`. A level then has one LU
     product of K matrices instead of K products, in the forward pass and in the
-    gradient (most of a small model's ops; experiments/RESULTS.md).
+    gradient (a fifth of a small model's ops; experiments/RESULTS.md).
 
     #### References
 
@@ -150,11 +153,16 @@ class StepLoop(tf.Module):
         """Every leaf read once: [K, *leaf_shape] each, in path order."""
         return [tf.convert_to_tensor(leaf) for leaf in self._in_path_order(self.stacked)]
 
-    def _weight_terms(self, leaves) -> list:
-        """Every weight function of the steps on the stacked `leaves`: [K, ...] each (nests)."""
+    def _weight_terms(self, leaves, x) -> list:
+        """Every weight function of the steps on the stacked `leaves`: [K, ...] each (nests);
+        the spatial ones for the H and W of the level's activations `x`."""
         step = self._steps[0]
+        spatial = spatial_shape(x)
         with _substituted(step, self._paths, leaves):
-            return [getattr(_get(step, path), name)() for path, name in self._functions]
+            return [
+                getattr(_get(step, path), name)(*(spatial if is_spatial else ()))
+                for path, name, is_spatial in self._functions
+            ]
 
     def _step(self, method: str, step_leaves, x, conditioning, step_terms=None):
         """`getattr(step, method)(x)` of the step whose leaves are `step_leaves` (one step's
@@ -170,7 +178,7 @@ class StepLoop(tf.Module):
         """(x, log_det) after the K steps; with `record`, also every step's output, [K, *x.shape]."""
         num_steps = self.num_steps
         log_det = tf.zeros(tf.shape(x)[:1], x.dtype)
-        terms = self._weight_terms(leaves)
+        terms = self._weight_terms(leaves, x)
         flat_terms = tf.nest.flatten(terms)  # None (no border kernel, say) stays None
 
         def step_terms(k, flat):
@@ -381,9 +389,10 @@ def _leaf_paths(module: tf.Module) -> list[tuple[str, ...]]:
     return paths
 
 
-def _weight_function_paths(module: tf.Module, prefix=()) -> list[tuple[tuple[str, ...], str]]:
-    """(module path, method name) of every weight function of `module` and its tf.Modules."""
-    found = [(prefix, name) for name in getattr(type(module), "_weight_functions", ())]
+def _weight_function_paths(module: tf.Module, prefix=()) -> list[tuple[tuple[str, ...], str, bool]]:
+    """(module path, method name, spatial) of every weight function of `module` and its tf.Modules."""
+    found = [(prefix, name, False) for name in getattr(type(module), "_weight_functions", ())]
+    found += [(prefix, name, True) for name in getattr(type(module), "_spatial_weight_functions", ())]
     for name, value in sorted(vars(module).items()):
         if isinstance(value, tf.Module) and name not in ("_cache", "_parameters", "_graph_parents"):
             found.extend(_weight_function_paths(value, (*prefix, name)))
@@ -423,10 +432,10 @@ def _shadowed(module, functions, values):
     shadowed = []
     with _SUBSTITUTION_LOCK:
         try:
-            for (path, name), value in zip(functions, values or (), strict=True):
+            for (path, name, _), value in zip(functions, values or (), strict=True):
                 owner = _get(module, path)
                 # An instance attribute hides the method; object.__setattr__, not tf.Module's tracking.
-                object.__setattr__(owner, name, lambda value=value: value)
+                object.__setattr__(owner, name, lambda *_, value=value: value)
                 shadowed.append((owner, name))
             yield
         finally:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Conv2D", "ZeroConv2D", "conv2d", "split_conv2d", "split_kernel"]
+__all__ = [
+    "Conv2D",
+    "ZeroConv2D",
+    "border_map",
+    "conv2d",
+    "spatial_shape",
+    "split_conv2d",
+    "split_kernel",
+    "with_border",
+]
 
 
 def conv2d(x: tf.Tensor, kernel: tf.Variable | tf.Tensor, edge_bias: bool = False) -> tf.Tensor:
@@ -15,7 +24,9 @@ def conv2d(x: tf.Tensor, kernel: tf.Variable | tf.Tensor, edge_bias: bool = Fals
     a border indicator, so the convolution knows where the image ends (the
     reference code's `add_edge_padding`); `kernel` then has C + 1 input channels.
     """
-    return split_conv2d(x, *split_kernel(kernel, edge_bias))
+    kernel, edge_kernel = split_kernel(kernel, edge_bias)
+    out = split_conv2d(x, kernel)
+    return out if edge_kernel is None else out + border_map(edge_kernel, *spatial_shape(x))
 
 
 def split_kernel(kernel: tf.Tensor, edge_bias: bool) -> tuple[tf.Tensor, tf.Tensor | None]:
@@ -29,24 +40,50 @@ def split_kernel(kernel: tf.Tensor, edge_bias: bool) -> tuple[tf.Tensor, tf.Tens
     return kernel[..., :channels, :], kernel[..., channels:, :]
 
 
-def split_conv2d(x: tf.Tensor, kernel: tf.Tensor, edge_kernel: tf.Tensor | None = None) -> tf.Tensor:
-    """`conv2d` with the kernel already split by `split_kernel`."""
+def border_map(edge_kernel: tf.Tensor, height, width) -> tf.Tensor:
+    """conv(1, K_1), the border indicator's part of an edge-bias convolution: [..., H, W, O].
+
+    conv([x, 1], K) = conv(x, K_x) + conv(1, K_1), and the second term is the same for
+    every image: at pixel (h, w) it sums the taps of K_1 that fall inside the image,
+
+        out[h, w, o] = sum_ij [0 <= h + i - p < H] [0 <= w + j - p < W] K_1[i, j, 0, o],
+
+    p = (k - 1) // 2 ('SAME' padding). A map per output channel instead of a channel of
+    ones carried through every image's convolution; `edge_kernel` [..., k, k, 1, O] may
+    have leading axes (a level's stacked steps).
+    """
+    size = edge_kernel.shape[-4]
+    rows = _inside(height, size, edge_kernel.dtype)
+    cols = _inside(width, size, edge_kernel.dtype)
+    return tf.einsum("hi,wj,...ijo->...hwo", rows, cols, edge_kernel[..., 0, :])
+
+
+def _inside(length, size: int, dtype) -> tf.Tensor:
+    """[length, size]: whether tap i of a 'SAME' kernel at position t lies inside [0, length)."""
+    position = tf.range(length)[:, tf.newaxis] + tf.range(size)[tf.newaxis, :] - (size - 1) // 2
+    return tf.cast((position >= 0) & (position < length), dtype)
+
+
+def spatial_shape(x: tf.Tensor) -> tuple:
+    """(H, W) of images [..., H, W, C]: Python ints where static."""
+    dynamic = tf.shape(x)
+    return tuple(x.shape[i] if x.shape[i] is not None else dynamic[i] for i in (-3, -2))
+
+
+def split_conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """'SAME' convolution without the border term, of images with any leading batch dimensions."""
     if x.shape.rank == 4:  # the common case: no reshapes, fewer ops to trace
-        return _conv2d_nhwc(x, kernel, edge_kernel)
+        return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
     shape = tf.shape(x)
-    out = _conv2d_nhwc(tf.reshape(x, tf.concat([[-1], shape[-3:]], 0)), kernel, edge_kernel)
+    out = tf.nn.conv2d(tf.reshape(x, tf.concat([[-1], shape[-3:]], 0)), kernel, strides=1, padding="SAME")
     return tf.reshape(out, tf.concat([shape[:-1], tf.shape(out)[-1:]], 0))
 
 
-def _conv2d_nhwc(x, kernel, edge_kernel):
-    out = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+def with_border(bias: tf.Tensor, edge_kernel: tf.Tensor | None, height, width) -> tf.Tensor:
+    """`bias` [..., O] plus the border map of `edge_kernel`, if any: [..., H, W, O] or [..., O]."""
     if edge_kernel is None:
-        return out
-    # conv([x, 1], K) = conv(x, K_x) + conv(1, K_1). The second term is the same for every image:
-    # it is computed once on one [1, H, W, 1] image of ones and broadcast, instead of carrying a
-    # channel of ones through every image's convolution (a copy of the input, and a wider conv).
-    ones = tf.ones(tf.concat([[1], tf.shape(x)[1:3], [1]], 0), x.dtype)
-    return out + tf.nn.conv2d(ones, edge_kernel, strides=1, padding="SAME")
+        return bias
+    return border_map(edge_kernel, height, width) + bias[..., tf.newaxis, tf.newaxis, :]
 
 
 class Conv2D(tf.Module):
@@ -114,16 +151,23 @@ class ZeroConv2D(tf.Module):
             self.bias = tf.Variable(tf.zeros([out_channels], dtype), name="bias")
             self.logs = tf.Variable(tf.zeros([out_channels], dtype), name="logs")
 
-    # Functions of the weights alone: StepLoop computes them once for a level's stacked steps.
-    _weight_functions = ("split_kernel", "output_scale")
+    # Functions of the weights alone (the spatial ones of the input's H and W too): StepLoop
+    # computes them once for a level's stacked steps.
+    _weight_functions = ("image_kernel", "output_scale")
+    _spatial_weight_functions = ("output_bias",)
 
-    def split_kernel(self) -> tuple[tf.Tensor, tf.Tensor | None]:
-        """The kernel split by `split_kernel` (image channels, border indicator)."""
-        return split_kernel(self.kernel, self._edge_bias)
+    def image_kernel(self) -> tf.Tensor:
+        """The kernel of the image channels (without the border indicator's)."""
+        return split_kernel(self.kernel, self._edge_bias)[0]
+
+    def output_bias(self, height, width) -> tf.Tensor:
+        """bias plus the border term of the kernel: [H, W, O] with edge bias, else [O]."""
+        return with_border(self.bias, split_kernel(self.kernel, self._edge_bias)[1], height, width)
 
     def output_scale(self) -> tf.Tensor:
         """exp(logscale_factor * logs), per output channel."""
         return tf.exp(self.logs * self._logscale_factor)
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        return (split_conv2d(x, *self.split_kernel()) + self.bias) * self.output_scale()
+        out = split_conv2d(x, self.image_kernel()) + self.output_bias(*spatial_shape(x))
+        return out * self.output_scale()

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from tfp_glow.bijectors._base import check_dropout, check_int
 from tfp_glow.bijectors.actnorm import ActNorm
-from tfp_glow.networks.conv import Conv2D, ZeroConv2D, split_conv2d, split_kernel
+from tfp_glow.networks.conv import Conv2D, ZeroConv2D, spatial_shape, split_conv2d, split_kernel, with_border
 
 __all__ = ["CouplingNetwork"]
 
@@ -40,8 +40,10 @@ class CouplingNetwork(tf.Module):
 
     # The dropout salt differs between the steps of a level: StepLoop stacks it like a weight.
     _per_step_constants = ("_dropout_salt",)
-    # Functions of the weights alone: StepLoop computes them once for a level's stacked steps.
+    # Functions of the weights alone (the spatial ones of the input's H and W too): StepLoop
+    # computes them once for a level's stacked steps.
     _weight_functions = ("folded_in", "folded_hidden")
+    _spatial_weight_functions = ("input_bias",)
 
     def __init__(
         self,
@@ -75,9 +77,16 @@ class CouplingNetwork(tf.Module):
         """(kernel, None, bias) of actnorm_hidden.inverse(conv_hidden(h)); see `_folded`."""
         return _folded(self.conv_hidden, self.actnorm_hidden)
 
+    def input_bias(self, height, width) -> tf.Tensor:
+        """The bias of the folded conv_in with its border term, [H, W, hidden]."""
+        _, edge_kernel, bias = self.folded_in()
+        return with_border(bias, edge_kernel, height, width)
+
     def __call__(self, x: tf.Tensor, dropout_seed: tf.Tensor | None = None) -> tf.Tensor:
-        h = tf.nn.relu(_normalized_conv(x, *self.folded_in()))
-        h = tf.nn.relu(_normalized_conv(h, *self.folded_hidden()))
+        kernel = self.folded_in()[0]
+        h = tf.nn.relu(split_conv2d(x, kernel) + self.input_bias(*spatial_shape(x)))
+        kernel, _, bias = self.folded_hidden()
+        h = tf.nn.relu(split_conv2d(h, kernel) + bias)
         if self.dropout > 0 and dropout_seed is not None:
             seed = tf.random.experimental.stateless_fold_in(dropout_seed, self._dropout_salt)
             h = tf.nn.experimental.stateless_dropout(h, self.dropout, seed)
@@ -104,6 +113,3 @@ def _folded(conv: Conv2D, actnorm: ActNorm):
     kernel = conv.kernel * scale[..., tf.newaxis, tf.newaxis, tf.newaxis, :]
     return (*split_kernel(kernel, conv.edge_bias), -actnorm.loc * scale)
 
-
-def _normalized_conv(x, kernel, edge_kernel, bias):
-    return tf.nn.bias_add(split_conv2d(x, kernel, edge_kernel), bias)
