@@ -3,6 +3,7 @@
     python experiments/benchmark.py                          # 28x28x1, L=2, K=16, width 128, batch 64
     python experiments/benchmark.py --preset=cifar10-sized   # 32x32x3, L=3, K=8, width 256
     python experiments/benchmark.py --num_steps=2 --hidden_channels=16 --steps=3   # a quick check
+    python experiments/benchmark.py --rounds=3 --configs=tfp_glow,tfb_glow     # ratios through noise
 
 Every configuration runs at the same architecture (image shape, levels L, steps K,
 hidden width, affine coupling, LU 1x1 convolution, learned split prior / exit
@@ -39,6 +40,13 @@ configuration, its recomputation not counted). Another worker times each convolu
 the flow on its own, forward and backward, at its real shape (`--no-conv_floor` skips
 it): their sum is what the convolutions alone cost per step with TensorFlow's kernels,
 which separates the cost of the arithmetic at these (thin) shapes from everything else.
+
+On a shared machine one process per configuration gives a noisy ratio (tfb_glow's step
+time has varied by 1.5x between runs). `--rounds=N` runs the configurations N times,
+interleaved (the given order, then reversed, alternating), each run in its own process;
+the table then shows each configuration's median run (a real run, so its columns agree),
+and the headline ratio is the median of the per-round ratios (each compares two runs
+under about the same load), next to the ratio of the per-configuration medians.
 """
 
 from __future__ import annotations
@@ -74,6 +82,7 @@ PRESETS = {
 NUM_BINS = 256
 LEARNING_RATE = 1e-3
 TARGET_SPEEDUP = 2.0
+OURS = ("tfp_glow", "tfp_glow_xla", "tfp_glow_memory_efficient")
 TARGET_CEILING_FRACTION = 0.4
 
 
@@ -474,7 +483,161 @@ def _fmt(value, spec):
     return "n/a" if value is None else format(value, spec)
 
 
-def report(args, command, started, loadavg_start, ceiling, results, loadavg_end, floor=None):
+def _timed(result):
+    """Whether a worker's result has a training step time (not failed, not "not implemented")."""
+    return result is not None and "step_s" in result
+
+
+def training_speedup(tfb, ours):
+    """tfb.Glow's training step time over ours (above 1 = ours faster); None unless both were timed.
+
+    The one definition of the ratio that the target is about, used for a single run and for
+    each round alike.
+    """
+    if not (_timed(tfb) and _timed(ours)):
+        return None
+    return tfb["step_s"] / ours["step_s"]
+
+
+# Rounds: the same configurations run several times, to see through the machine's noise.
+
+
+def round_orders(configs, rounds):
+    """The order of the configurations in each round: as given, then reversed, alternating.
+
+    The machine's load drifts during a run (other jobs, their load decaying into the next
+    worker), so a configuration that always ran first, or always right after another,
+    would see a systematically different machine; alternating the order spreads that.
+    """
+    return [list(configs) if i % 2 == 0 else list(reversed(configs)) for i in range(rounds)]
+
+
+def median_run(runs):
+    """The run whose ms / step is the median of `runs` (the lower middle one for an even count).
+
+    A real run rather than an average of two, so that every column of the table (memory,
+    sampling, first call) comes from the same process as its step time. Failed runs are
+    left out; when every run failed, the first one is returned so that its error is shown.
+    """
+    timed = sorted((r for r in runs if _timed(r)), key=lambda r: r["step_s"])
+    return timed[(len(timed) - 1) // 2] if timed else runs[0]
+
+
+def _median_or_none(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize_rounds(configs, rounds):
+    """Per-round step times and ratios, and the runs that the main table shows.
+
+    Args:
+      configs: the configuration names, in the order of the table.
+      rounds: one list of worker results per round, in the order they ran (each result
+        has its `config`).
+
+    Returns a dict: `results` (the median run of each configuration, in `configs` order),
+    `orders` (each round's order), `step_s` and `speedups` (name -> one value or None per
+    round; speedups, each round's tfb.Glow step time over ours in that same round, only for
+    our configurations and only when tfb_glow ran), `median_step_s`, `median_speedup` (the
+    median of the per-round ratios: the headline, since each ratio compares two runs under
+    the same load) and `speedup_of_medians` (tfb.Glow's median step time over ours).
+    """
+    by_round = [{r["config"]: r for r in results} for results in rounds]
+    step_s = {
+        name: [rnd[name]["step_s"] if _timed(rnd.get(name)) else None for rnd in by_round] for name in configs
+    }
+    median_step_s = {name: _median_or_none(times) for name, times in step_s.items()}
+    ours = [name for name in configs if name in OURS] if "tfb_glow" in configs else []
+    speedups = {
+        name: [training_speedup(rnd.get("tfb_glow"), rnd.get(name)) for rnd in by_round] for name in ours
+    }
+    tfb_median = median_step_s.get("tfb_glow")
+    return dict(
+        results=[median_run([rnd[name] for rnd in by_round if name in rnd]) for name in configs],
+        orders=[[r["config"] for r in results] for results in rounds],
+        step_s=step_s,
+        speedups=speedups,
+        median_step_s=median_step_s,
+        median_speedup={name: _median_or_none(values) for name, values in speedups.items()},
+        speedup_of_medians={
+            name: tfb_median / median_step_s[name]
+            if tfb_median is not None and median_step_s[name] is not None
+            else None
+            for name in ours
+        },
+    )
+
+
+def _ms(seconds):
+    return _fmt(None if seconds is None else seconds * 1e3, ".0f")
+
+
+def _ms_list(times):
+    return ", ".join(_ms(t) for t in times)
+
+
+def _ratio_list(values):
+    return ", ".join("n/a" if v is None else f"{v:.2f}" for v in values)
+
+
+def rounds_table(summary):
+    """Markdown lines: each round's ms / step per configuration and its tfb.Glow / ours ratios."""
+    names = list(summary["step_s"])
+    ours = list(summary["speedups"])
+    lines = [
+        "| round | order | "
+        + " | ".join(f"`{n}` ms / step" for n in names)
+        + "".join(f" | `tfb_glow` / `{n}`" for n in ours)
+        + " |",
+        "|---" * (2 + len(names) + len(ours)) + "|",
+    ]
+    for i, order in enumerate(summary["orders"]):
+        cells = [str(i + 1), ", ".join(order)]
+        cells += [_ms(summary["step_s"][n][i]) for n in names]
+        cells += [_fmt(summary["speedups"][n][i], ".2f") for n in ours]
+        lines.append("| " + " | ".join(cells) + " |")
+    cells = ["**median**", ""]
+    cells += [_ms(summary["median_step_s"][n]) for n in names]
+    cells += [_fmt(summary["median_speedup"][n], ".2f") for n in ours]
+    lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _speedup_line(name, tfb, ours, rounds=None):
+    """The headline line of one configuration against tfb.Glow, and whether the target is met.
+
+    With rounds the target is judged on the median of the per-round ratios: each of those
+    compares two runs under about the same load, which a ratio of runs from different
+    rounds does not.
+    """
+    if not rounds:
+        speedup = training_speedup(tfb, ours)
+        met = "met" if speedup >= TARGET_SPEEDUP else "NOT met"
+        return (
+            f"- `{name}` vs `tfb_glow`, training step: speed-up {speedup:.2f}x "
+            f"(tfb.Glow {tfb['step_s'] * 1e3:.0f} ms / {ours['step_s'] * 1e3:.0f} ms; above 1 = tfp_glow "
+            f"faster); target >= {TARGET_SPEEDUP:g}x: **{met}**."
+        )
+    speedup = rounds["median_speedup"][name]
+    met = "n/a (no round ran both)" if speedup is None else "met" if speedup >= TARGET_SPEEDUP else "NOT met"
+    return (
+        f"- `{name}` vs `tfb_glow`, training step: speed-up {_fmt(speedup, '.2f')}x, the median of the "
+        f"per-round ratios ({_ratio_list(rounds['speedups'][name])}); the ratio of the per-configuration "
+        f"median step times is {rounds['speedup_of_medians'][name]:.2f}x (tfb.Glow "
+        f"{rounds['median_step_s']['tfb_glow'] * 1e3:.0f} ms / "
+        f"{rounds['median_step_s'][name] * 1e3:.0f} ms); "
+        f"above 1 = tfp_glow faster; target >= {TARGET_SPEEDUP:g}x on the median of the per-round ratios: "
+        f"**{met}**."
+    )
+
+
+def report(args, command, started, loadavg_start, ceiling, results, loadavg_end, floor=None, rounds=None):
+    """The markdown report of one run of the harness.
+
+    `rounds` (from `summarize_rounds`, `results` then being its median runs) adds each
+    round's numbers and makes the headline ratio the median of the per-round ratios.
+    """
     lines = []
     add = lines.append
     h, w, c = args.image_shape
@@ -518,30 +681,41 @@ def report(args, command, started, loadavg_start, ceiling, results, loadavg_end,
         f"FLOPs of one training step (3 x forward convolutions, whole batch): tfp_glow {f_ours / 1e9:.2f} "
         f"GFLOP, tfb.Glow {f_tfb / 1e9:.2f} GFLOP (no edge-bias channel)."
     )
+    if rounds:
+        add(
+            f"Rounds: {len(rounds['orders'])}, interleaved (odd rounds in the order given, even rounds "
+            f"reversed), every configuration in its own process each round. The table shows, for each "
+            f"configuration, the run whose ms / step is the median over its rounds (the lower of the two "
+            f"middle ones for an even count), so that a row is one real run; every round's ms / step is "
+            f"in the column after it."
+        )
     add("")
     add(
-        "| configuration | ms / step | min ms / step | train images/s | GFLOP/s | % of conv ceiling "
+        "| configuration | ms / step |"
+        + (" ms / step, each round |" if rounds else "")
+        + " min ms / step | train images/s | GFLOP/s | % of conv ceiling "
         "| peak RSS train (MiB) | RSS after import (MiB) | sample images/s | encode images/s "
         "| first call (s) | graph ops | parameters |"
     )
-    add("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    add("|---" * (14 if rounds else 13) + "|")
     by_name = {}
     for r in results:
         name = r["config"]
         by_name[name] = r
         label = f"`{name}` ({CONFIGS[name]})"
+        each = f" {_ms_list(rounds['step_s'][name])} |" if rounds else ""
         if r.get("not_implemented"):
-            add(f"| {label} | not implemented | | | | | | | | | | | |")
+            add(f"| {label} | not implemented |{each} | | | | | | | | | | |")
             continue
         if "error" in r:
-            add(f"| {label} | failed: {r['error'][:120]} | | | | | | | | | | | |")
+            add(f"| {label} | failed: {r['error'][:120]} |{each} | | | | | | | | | | |")
             continue
         step = r["step_s"]
         gflops = r["train_flops"] / step / 1e9
         r["gflops"] = gflops
         r["ceiling_fraction"] = gflops / conv_ceiling if conv_ceiling else None
         add(
-            f"| {label} | {step * 1e3:.0f} | {min(r['step_times_s']) * 1e3:.0f} "
+            f"| {label} | {step * 1e3:.0f} |{each} {min(r['step_times_s']) * 1e3:.0f} "
             f"| {args.batch_size / step:.0f} | {gflops:.1f} "
             f"| {_fmt(None if conv_ceiling is None else 100 * r['ceiling_fraction'], '.1f')} "
             f"| {r['peak_rss_train_kib'] / 1024:.0f} | {r['rss_after_import_kib'] / 1024:.0f} "
@@ -557,28 +731,27 @@ def report(args, command, started, loadavg_start, ceiling, results, loadavg_end,
             f"1-minute load average when each worker started (the previous worker's load decays "
             f"into it): {'; '.join(loads)}."
         )
+    if rounds:
+        add("")
+        add("Each round (ratios: that round's tfb.Glow ms / step over ours, above 1 = tfp_glow faster):")
+        add("")
+        lines += rounds_table(rounds)
     add("")
     add("Ratios and targets:")
     tfb = by_name.get("tfb_glow")
-    ok = lambda r: r is not None and "step_s" in r
-    for name in ("tfp_glow", "tfp_glow_xla", "tfp_glow_memory_efficient"):
+    for name in OURS:
         r = by_name.get(name)
-        if ok(r) and ok(tfb):
-            speedup = tfb["step_s"] / r["step_s"]
-            met = "met" if speedup >= TARGET_SPEEDUP else "NOT met"
+        if _timed(r) and _timed(tfb):
+            add(_speedup_line(name, tfb, r, rounds))
             add(
-                f"- `{name}` vs `tfb_glow`, training step: speed-up {speedup:.2f}x "
-                f"(tfb.Glow {tfb['step_s'] * 1e3:.0f} ms / {r['step_s'] * 1e3:.0f} ms; above 1 = tfp_glow "
-                f"faster); target >= {TARGET_SPEEDUP:g}x: **{met}**."
-            )
-            add(
-                f"  Speed-up of sampling {tfb['sample_s'] / r['sample_s']:.2f}x, of encoding "
+                f"  {'Of the median runs: s' if rounds else 'S'}peed-up of sampling "
+                f"{tfb['sample_s'] / r['sample_s']:.2f}x, of encoding "
                 f"{tfb['encode_s'] / r['encode_s']:.2f}x; peak RSS of training "
                 f"{r['peak_rss_train_kib'] / tfb['peak_rss_train_kib']:.2f}x tfb.Glow's."
             )
-    for name in ("tfp_glow", "tfp_glow_xla", "tfp_glow_memory_efficient", "tfb_glow"):
+    for name in (*OURS, "tfb_glow"):
         r = by_name.get(name)
-        if ok(r) and conv_ceiling:
+        if _timed(r) and conv_ceiling:
             met = "met" if r["ceiling_fraction"] >= TARGET_CEILING_FRACTION else "NOT met"
             ideal = r["train_flops"] / (conv_ceiling * 1e9)
             add(
@@ -592,9 +765,9 @@ def report(args, command, started, loadavg_start, ceiling, results, loadavg_end,
             f"- The convolutions alone (each layer of tfp_glow's shapes on its own, forward + backward, "
             f"TF's kernels) take {floor['total_s'] * 1e3:.0f} ms per training step; per layer below."
         )
-        for name in ("tfp_glow", "tfp_glow_xla", "tfp_glow_memory_efficient", "tfb_glow"):
+        for name in (*OURS, "tfb_glow"):
             r = by_name.get(name)
-            if ok(r):
+            if _timed(r):
                 add(
                     f"  `{name}`: {r['step_s'] * 1e3:.0f} ms per step, of which the convolutions alone would "
                     f"be {100 * floor['total_s'] / r['step_s']:.0f}%; the rest "
@@ -641,6 +814,13 @@ def parse_args(argv=None):
         default=",".join(CONFIGS),
         help=f"comma-separated subset of {', '.join(CONFIGS)}",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the configurations this many times, interleaved (order reversed every other round); "
+        "the report gives each round's ratios and their median",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--matmul_size", type=int, default=2048)
     parser.add_argument("--ceiling_runs", type=int, default=10)
@@ -673,7 +853,29 @@ def parse_args(argv=None):
         parser.error(f"unknown --configs {unknown}; choose from {list(CONFIGS)}")
     if args.steps < 1:
         parser.error("--steps must be >= 1")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1; got {args.rounds}")
     return args
+
+
+def run_rounds(args):
+    """Every configuration `args.rounds` times, each in its own process: a list of results per round.
+
+    One process per configuration gives a ratio as noisy as the machine (tfb_glow's step
+    time has varied by 1.5x between runs here); interleaved rounds give each configuration
+    several runs under loads that the others also saw (see `round_orders`).
+    """
+    rounds = []
+    for i, order in enumerate(round_orders(args.configs, args.rounds)):
+        if args.rounds > 1:
+            print(f"[benchmark] round {i + 1}/{args.rounds}: {', '.join(order)}", file=sys.stderr, flush=True)
+        rounds.append([spawn(args, name) for name in order])
+    return rounds
+
+
+def _without_results(summary):
+    """The summary for the JSON file, without the median runs (they are its `results` already)."""
+    return {key: value for key, value in summary.items() if key != "results"}
 
 
 def main(argv=None):
@@ -687,14 +889,14 @@ def main(argv=None):
     print(f"[benchmark] load average at start: {loadavg_start}", file=sys.stderr, flush=True)
     ceilings = [spawn(args, "ceiling")]
     floor = spawn(args, "conv_floor") if args.conv_floor else None
-    results = []
-    for name in args.configs:
-        results.append(spawn(args, name))
+    rounds = run_rounds(args)
+    summary = summarize_rounds(args.configs, rounds) if args.rounds > 1 else None
+    results = summary["results"] if summary else rounds[0]
     # Measured before and after the configurations; the best of both is the ceiling.
     ceilings.append(spawn(args, "ceiling"))
     ceiling = _best_ceiling(ceilings)
     loadavg_end = os.getloadavg()
-    text = report(args, command, started, loadavg_start, ceiling, results, loadavg_end, floor)
+    text = report(args, command, started, loadavg_start, ceiling, results, loadavg_end, floor, summary)
     print(text)
     if args.json:
         with open(args.json, "w") as f:
@@ -707,6 +909,8 @@ def main(argv=None):
                     ceiling=ceiling,
                     conv_floor=floor,
                     results=results,
+                    # Every round's raw results, in the order they ran; `results` holds their median runs.
+                    **(dict(rounds=rounds, rounds_summary=_without_results(summary)) if summary else {}),
                 ),
                 f,
                 indent=1,
