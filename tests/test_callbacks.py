@@ -1,14 +1,21 @@
-"""AtomicCheckpoint: whole-model checkpoints that are never half-written."""
+"""AtomicCheckpoint: whole-model checkpoints that are never half-written; CompiledSwapEMAWeights."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from tfp_glow.callbacks import AtomicCheckpoint
+from tfp_glow import callbacks
+from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _model():
@@ -69,3 +76,180 @@ def test_monitor_keeps_only_the_best_epoch(tmp_path):
     assert os.path.getmtime(path) > first - 100
     with pytest.raises(ValueError, match="path='model.h5'"):
         AtomicCheckpoint("model.h5")
+
+
+def _count_saves(model, monkeypatch):
+    saves = []
+    save = model.save
+
+    def counted(filepath, *args, **kwargs):
+        saves.append(os.path.basename(filepath))
+        return save(filepath, *args, **kwargs)
+
+    monkeypatch.setattr(model, "save", counted)
+    return saves
+
+
+def test_the_best_model_is_a_copy_of_the_epochs_checkpoint(tmp_path, monkeypatch):
+    model = _model()
+    saves = _count_saves(model, monkeypatch)
+    every_epoch = AtomicCheckpoint(str(tmp_path / "checkpoints" / "epoch_{epoch:03d}.keras"))
+    best = AtomicCheckpoint(str(tmp_path / "model.keras"), monitor="val_bits_per_dim", copy_from=every_epoch)
+    x = np.ones([4, 2], np.float32)
+    for epoch, value in enumerate([3.0, 3.5]):  # the second epoch is worse
+        model.fit(x, x[:, :1], epochs=1, verbose=0)
+        for callback in (every_epoch, best):
+            callback.set_model(model)
+            callback.on_epoch_end(epoch, {"val_bits_per_dim": value})
+    assert len(saves) == 2  # one model.save per epoch: the best model was copied
+    first, second = (tmp_path / "checkpoints" / f"epoch_{e:03d}.keras" for e in (1, 2))
+    assert (tmp_path / "model.keras").read_bytes() == first.read_bytes() != second.read_bytes()
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert int(loaded.optimizer.iterations.numpy()) == 1  # epoch 1's state, not epoch 2's
+    assert sorted(os.listdir(tmp_path)) == ["checkpoints", "model.keras"]
+
+
+def test_the_best_model_is_saved_when_there_is_nothing_to_copy(tmp_path, monkeypatch):
+    model = _model()
+    saves = _count_saves(model, monkeypatch)
+    every_epoch = AtomicCheckpoint(str(tmp_path / "epoch_{epoch:03d}.keras"))
+    best = AtomicCheckpoint(str(tmp_path / "model.keras"), copy_from=every_epoch)
+    for callback in (every_epoch, best):
+        callback.set_model(model)
+    every_epoch.on_epoch_end(0)
+    best.on_epoch_end(1)  # epoch 2's checkpoint is not written (yet): no copy of epoch 1's
+    assert [name.split(".keras.")[0] for name in saves] == [".epoch_001", ".model"]
+
+
+def test_a_failed_copy_keeps_the_last_good_best_model(tmp_path, monkeypatch):
+    model = _model()
+    every_epoch = AtomicCheckpoint(str(tmp_path / "epoch_{epoch:03d}.keras"))
+    best = AtomicCheckpoint(str(tmp_path / "model.keras"), copy_from=every_epoch)
+    for callback in (every_epoch, best):
+        callback.set_model(model)
+        callback.on_epoch_end(0)
+    every_epoch.on_epoch_end(1)
+
+    def crash(source, destination):
+        with open(destination, "wb") as f:
+            f.write(b"half a zip")  # a crash in the middle of copying
+        raise OSError("disk full")
+
+    monkeypatch.setattr(callbacks.shutil, "copyfile", crash)
+    with pytest.raises(OSError, match="disk full"):
+        best.on_epoch_end(1)
+    assert (tmp_path / "model.keras").read_bytes() == (tmp_path / "epoch_001.keras").read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["epoch_001.keras", "epoch_002.keras", "model.keras"]
+
+
+def _ema_model(strategy, seed=0):
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.Adam(0.05, use_ema=True, ema_momentum=0.5), loss="mse")
+    return model
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=[32, 3]).astype(np.float32)
+    return x, x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+
+
+def swap_twice(strategy) -> dict[str, bool]:
+    """Swaps a trained model's weights with their averages twice; what held, on every replica."""
+    model = _ema_model(strategy)
+    x, y = _data()
+    for _ in range(3):  # not `fit`: it ends by copying the averages into the model
+        model.train_on_batch(x, y)
+    optimizer = model.optimizer
+
+    def values(variables):
+        # Every replica's copy of every variable.
+        return [np.asarray(r) for v in variables for r in strategy.experimental_local_results(v.value)]
+
+    weights, averages = values(model.trainable_variables), values(optimizer._model_variables_moving_average)
+    swap = CompiledSwapEMAWeights()
+    swap.set_model(model)
+    swap._swap_variables()
+    swapped = (values(model.trainable_variables), values(optimizer._model_variables_moving_average))
+    swap._swap_variables()
+    restored = (values(model.trainable_variables), values(optimizer._model_variables_moving_average))
+
+    def same(a, b):
+        return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    return {
+        "replicas": strategy.num_replicas_in_sync,
+        "averages_differ": not same(weights, averages),  # else a swap would change nothing
+        "swapped": same(swapped[0], averages) and same(swapped[1], weights),
+        "restored": same(restored[0], weights) and same(restored[1], averages),
+        "traced_once": len(swap._swaps) == 1,
+    }
+
+
+def test_a_swap_exchanges_the_weights_and_their_averages_exactly():
+    assert swap_twice(tf.distribute.get_strategy()) == {
+        "replicas": 1,
+        "averages_differ": True,
+        "swapped": True,
+        "restored": True,
+        "traced_once": True,
+    }
+
+
+def test_a_swap_exchanges_every_replicas_copy_under_mirrored_strategy():
+    # Two logical CPUs must be made before TensorFlow starts: a fresh process.
+    script = (
+        "import json, tensorflow as tf\n"
+        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+        "from tests.test_callbacks import swap_twice\n"
+        "print(json.dumps(swap_twice(tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "replicas": 2,
+        "averages_differ": True,
+        "swapped": True,
+        "restored": True,
+        "traced_once": True,
+    }
+
+
+def test_a_fit_validates_with_the_averages_as_with_keras_swap():
+    x, y = _data()
+    histories = {}
+    for name, swap in [
+        ("keras", keras.callbacks.SwapEMAWeights(swap_on_epoch=True)),
+        ("compiled", CompiledSwapEMAWeights(swap_on_epoch=True)),
+        ("none", None),
+    ]:
+        model = _ema_model(tf.distribute.get_strategy())
+        history = model.fit(
+            x,
+            y,
+            batch_size=8,
+            epochs=3,
+            validation_data=_data(seed=1),
+            callbacks=[swap] if swap else [],
+            verbose=0,
+            shuffle=False,
+        )
+        histories[name] = history.history
+    # Keras's swap by sums rounds at float precision; training goes on from those weights.
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(
+            histories["compiled"][key], histories["keras"][key], rtol=1e-5, err_msg=key
+        )
+    # Not trivially equal: validation with the trained weights gives another figure.
+    assert not np.allclose(histories["none"]["val_loss"], histories["keras"]["val_loss"], rtol=1e-3)

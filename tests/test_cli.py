@@ -18,6 +18,7 @@ import tensorflow as tf
 
 import tfp_glow
 from tfp_glow import cli
+from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 TINY = [
@@ -122,6 +123,24 @@ def test_model_keras_is_the_best_epoch(trained):
         pairs = zip(model.get_weights(), checkpoint.get_weights(), strict=True)
         same = all(np.array_equal(a, b) for a, b in pairs)
         assert same == (epoch == best), epoch
+    # A copy of the best epoch's file, not a second save.
+    assert (run / "model.keras").read_bytes() == (
+        run / "checkpoints" / f"epoch_{best:03d}.keras"
+    ).read_bytes()
+
+
+def test_train_callbacks_swap_in_the_averages_before_the_checkpoints(tmp_path):
+    cli.FLAGS(["tfp-glow"])  # the default --ema_momentum
+    try:
+        callbacks = cli._train_callbacks(str(tmp_path), True, {"val_bits_per_dim": [3.0, 2.5]})
+    finally:
+        cli.FLAGS.unparse_flags()
+    kinds = [type(c) for c in callbacks]
+    swap = kinds.index(CompiledSwapEMAWeights)
+    every_epoch, best = (c for c in callbacks if isinstance(c, AtomicCheckpoint))
+    assert swap < callbacks.index(every_epoch) < callbacks.index(best)  # copy_from runs first
+    assert best.copy_from is every_epoch and every_epoch.copy_from is None
+    assert (best.monitor, best.best) == ("val_bits_per_dim", 2.5)  # resumed: the best so far
 
 
 def test_evaluate(trained):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 
 import keras
+import tensorflow as tf
 
-__all__ = ["AtomicCheckpoint"]
+__all__ = ["AtomicCheckpoint", "CompiledSwapEMAWeights"]
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -18,15 +20,30 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     checkpoint where the last good one was. `path` may hold `{epoch}` (1-based,
     e.g. `"epoch_{epoch:03d}.keras"`). With `monitor`, only epochs that lower that
     log entry are saved (the best epoch, as `ModelCheckpoint(save_best_only=True)`).
+
+    With `copy_from`, an epoch that `copy_from` has saved is written as a copy of its
+    file: the same model, for a file copy (milliseconds) instead of a second `model.save`
+    (~75 ms for the digits model). `copy_from` must come before this callback in the
+    callback list, with no callback between them that changes the model.
+
+    Args:
+      path: the `.keras` file, optionally with `{epoch}`.
+      monitor: optional log entry; only epochs that lower it are saved. Default `None`,
+        every epoch.
+      copy_from: optional `AtomicCheckpoint` whose file of the same epoch is copied, when
+        it wrote one. Default `None`, always `model.save`.
     """
 
-    def __init__(self, path: str, monitor: str | None = None):
+    def __init__(self, path: str, monitor: str | None = None, copy_from: AtomicCheckpoint | None = None):
         super().__init__()
         if not path.endswith(".keras"):
             raise ValueError(f"`path` must end in '.keras'. Received: path={path!r}")
         self.path = path
         self.monitor = monitor
+        self.copy_from = copy_from
         self.best = math.inf
+        # (0-based epoch, file) of the last file written, for a callback that copies it.
+        self.last_saved: tuple[int, str] | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         if self.monitor is not None:
@@ -35,12 +52,79 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                 return
             self.best = float(value)
         path = self.path.format(epoch=epoch + 1)
+        source = self._source(epoch)
         folder = os.path.dirname(path) or "."
         os.makedirs(folder, exist_ok=True)
         temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp.keras")
         try:
-            self.model.save(temporary)
+            if source is None:
+                self.model.save(temporary)
+            else:
+                shutil.copyfile(source, temporary)
             os.replace(temporary, path)
         finally:
             if os.path.exists(temporary):
                 os.remove(temporary)
+        self.last_saved = (epoch, path)
+
+    def _source(self, epoch: int) -> str | None:
+        """`copy_from`'s file of `epoch`, if it wrote one; else `None` (save the model)."""
+        saved = self.copy_from.last_saved if self.copy_from is not None else None
+        return saved[1] if saved is not None and saved[0] == epoch else None
+
+
+class CompiledSwapEMAWeights(keras.callbacks.SwapEMAWeights):
+    """`keras.callbacks.SwapEMAWeights` with each swap one compiled call.
+
+    Keras swaps variable by variable in eager mode, three distributed updates each
+    (`a += b; b = a - b; a -= b`): ~26 ms per swap for the digits model, and
+    `swap_on_epoch=True` swaps four times an epoch. Here a swap is one `tf.function`
+    over all the variables, traced once per optimizer. It exchanges the values exactly
+    (Keras's sums round at float precision) and, through the optimizer's
+    `strategy.extended.update`, on every replica's copy under a tf.distribute strategy.
+    When and what is swapped is Keras's: only `_tf_swap_variables` is replaced.
+
+    Args:
+      swap_on_epoch: Python `bool`, whether to swap at each epoch's end and back at the
+        next one's beginning, so that the callbacks after this one see the averaged
+        weights. Default `False`.
+    """
+
+    def __init__(self, swap_on_epoch: bool = False):
+        super().__init__(swap_on_epoch=swap_on_epoch)
+        self._swaps = {}  # id(optimizer) -> (optimizer, its compiled swap)
+
+    def _tf_swap_variables(self, optimizer):
+        optimizer_and_swap = self._swaps.get(id(optimizer))
+        if optimizer_and_swap is None or optimizer_and_swap[0] is not optimizer:
+            optimizer_and_swap = self._swaps[id(optimizer)] = (optimizer, _compiled_swap(optimizer))
+        optimizer_and_swap[1]()
+
+
+def _compiled_swap(optimizer: keras.optimizers.Optimizer):
+    """A `tf.function` that exchanges `optimizer`'s trainable variables with their moving averages."""
+    strategy = optimizer._distribution_strategy
+    pairs = [
+        (_tf_variable(variable), _tf_variable(average))
+        for variable, average in zip(
+            optimizer._trainable_variables, optimizer._model_variables_moving_average, strict=True
+        )
+    ]
+
+    def exchange(variable, average):
+        # tf.function runs these in program order: each variable is read before it is written.
+        value = variable.read_value()
+        variable.assign(average)
+        return average.assign(value)
+
+    @tf.function(autograph=False)
+    def swap():
+        for variable, average in pairs:
+            strategy.extended.update(variable, exchange, args=(average,), group=False)
+
+    return swap
+
+
+def _tf_variable(variable):
+    """The `tf.Variable` (a distributed one under a strategy) behind a Keras variable."""
+    return variable.value if isinstance(variable, keras.Variable) else variable

@@ -73,7 +73,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from tfp_glow import data, plots, resume
-from tfp_glow.callbacks import AtomicCheckpoint
+from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights
 from tfp_glow.export import export_saved_model
 from tfp_glow.models import LEARNING_RATES, PAPER_LEARNING_RATE, PRESETS, GlowModel, default_optimizer
 
@@ -760,15 +760,19 @@ def _train_callbacks(
     callbacks = [keras.callbacks.TerminateOnNaN(), nonfinite]
     if FLAGS.ema_momentum:
         # First, so that validation and the callbacks below see the averaged weights.
-        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+        callbacks.append(CompiledSwapEMAWeights(swap_on_epoch=True))
+    every_epoch = AtomicCheckpoint(os.path.join(model_dir, "checkpoints", "epoch_{epoch:03d}.keras"))
+    # The best epoch by validation bits/dim; without validation, every epoch (so the last).
+    # A copy of the epoch's checkpoint, just written, rather than a second save.
     best = AtomicCheckpoint(
-        os.path.join(model_dir, MODEL_FILE), monitor="val_bits_per_dim" if has_validation else None
+        os.path.join(model_dir, MODEL_FILE),
+        monitor="val_bits_per_dim" if has_validation else None,
+        copy_from=every_epoch,
     )
     if has_validation:
         best.best = resume.best_of(history, "val_bits_per_dim")
     callbacks += [
-        AtomicCheckpoint(os.path.join(model_dir, "checkpoints", "epoch_{epoch:03d}.keras")),
-        # The best epoch by validation bits/dim; without validation, every epoch (so the last).
+        every_epoch,
         best,
         SampleGrid(model_dir, num=FLAGS.num, temperature=FLAGS.temperature, seed=FLAGS.seed),
     ]
