@@ -305,3 +305,43 @@ def test_epochs_default_to_the_presets(flags, expected):
     finally:
         cli.FLAGS.unparse_flags()
     assert cli.DIGITS_EPOCHS != cli.DEFAULT_EPOCHS
+
+
+_THREADS_SCRIPT = """
+import sys
+import tensorflow as tf
+from tfp_glow import cli
+cli.FLAGS(["tfp-glow", *sys.argv[1:]])
+cli._set_intra_op_threads()
+tf.constant(1.0) + 1.0  # TensorFlow starts with the setting
+print(tf.config.threading.get_intra_op_parallelism_threads())
+"""
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ([], cli.INTRA_OP_THREADS["digits"]),  # the digits preset's ops are too small to split
+        (["--preset=mnist"], 0),  # TensorFlow's default
+        (["--intra_op_threads=2"], 2),
+    ],
+)
+def test_intra_op_threads_default_to_the_presets(tmp_path, flags, expected):
+    result = subprocess.run(
+        [sys.executable, "-c", _THREADS_SCRIPT, *flags], cwd=tmp_path, env=ENV, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == str(expected)
+
+
+def test_intra_op_threads_asked_for_once_tensorflow_runs_is_a_warning(capsys):
+    tf.constant(1.0)  # TensorFlow is running in this process
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    for flags, warned in (([], False), ([f"--intra_op_threads={current + 3}"], True)):
+        cli.FLAGS(["tfp-glow", *flags])
+        try:
+            cli._set_intra_op_threads()
+        finally:
+            cli.FLAGS.unparse_flags()
+        assert ("has no effect" in capsys.readouterr().err) == warned
+    assert tf.config.threading.get_intra_op_parallelism_threads() == current

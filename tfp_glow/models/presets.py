@@ -18,7 +18,7 @@ PRESETS: dict[str, dict] = {
         num_bins=17,
         learn_top_prior=True,
         dequantization="variational",
-        dropout=0.4,
+        dropout=0.45,
     ),
     "mnist": dict(image_shape=(28, 28, 1), num_levels=2, num_steps=16, hidden_channels=128, n_bits=8),
     "cifar10": dict(image_shape=(32, 32, 3), num_levels=3, num_steps=32, hidden_channels=512, n_bits=8),
