@@ -311,24 +311,32 @@ _THREADS_SCRIPT = """
 import sys
 import tensorflow as tf
 from tfp_glow import cli
-cli.FLAGS(["tfp-glow", *sys.argv[1:]])
-cli._set_intra_op_threads()
+cli.FLAGS(["tfp-glow", *sys.argv[2:]])
+cli._set_intra_op_threads(sys.argv[1])
 tf.constant(1.0) + 1.0  # TensorFlow starts with the setting
 print(tf.config.threading.get_intra_op_parallelism_threads())
 """
 
 
 @pytest.mark.parametrize(
-    "flags, expected",
+    "command, flags, env, expected",
     [
-        ([], cli.INTRA_OP_THREADS["digits"]),  # the digits preset's ops are too small to split
-        (["--preset=mnist"], 0),  # TensorFlow's default
-        (["--intra_op_threads=2"], 2),
+        ("train", [], {}, cli.INTRA_OP_THREADS["digits"]),  # the digits preset's ops are too small to split
+        ("train", ["--preset=mnist"], {}, 0),  # TensorFlow's default
+        ("train", ["--intra_op_threads=2"], {}, 2),
+        # The user's environment wins over the preset: the CLI sets nothing (TensorFlow reads it).
+        ("train", [], {"TF_NUM_INTRAOP_THREADS": "2"}, 0),
+        ("evaluate", [], {}, 0),  # loads a model of any preset: TensorFlow's default
+        ("sample", ["--intra_op_threads=1"], {}, 1),
     ],
 )
-def test_intra_op_threads_default_to_the_presets(tmp_path, flags, expected):
+def test_intra_op_threads_default_to_the_presets(tmp_path, command, flags, env, expected):
     result = subprocess.run(
-        [sys.executable, "-c", _THREADS_SCRIPT, *flags], cwd=tmp_path, env=ENV, capture_output=True, text=True
+        [sys.executable, "-c", _THREADS_SCRIPT, command, *flags],
+        cwd=tmp_path,
+        env={**ENV, **env},
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-1] == str(expected)
@@ -340,7 +348,7 @@ def test_intra_op_threads_asked_for_once_tensorflow_runs_is_a_warning(capsys):
     for flags, warned in (([], False), ([f"--intra_op_threads={current + 3}"], True)):
         cli.FLAGS(["tfp-glow", *flags])
         try:
-            cli._set_intra_op_threads()
+            cli._set_intra_op_threads("train")
         finally:
             cli.FLAGS.unparse_flags()
         assert ("has no effect" in capsys.readouterr().err) == warned

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import tfp_glow
 from tests.bijector_test_util import perturb
-from tfp_glow.bijectors.step_loop import StepLoop, StepSlice
+from tfp_glow.bijectors.step_loop import StepLoop, StepSlice, _shadowed
 
 
 def _glow(num_steps=3, dtype=tf.float64, **kwargs):
@@ -120,6 +120,23 @@ def test_work_on_the_weights_alone_is_done_once_per_level():
     # Unrolled, each step has its own ops; but the LU factors of the 1x1 convolutions, masked by
     # band_part, are built for a level's K matrices at once: as many ops at K=4 as at K=1.
     assert ops[4]["MatrixBandPart"] == ops[1]["MatrixBandPart"] > 0
+    # So are the border terms of the edge-bias convolutions (an einsum per level and network).
+    assert ops[4]["Einsum"] == ops[1]["Einsum"] > 0
+
+
+def test_a_failing_step_leaves_no_computed_weight_function_behind():
+    glow, _ = _glow()
+    loop = glow.step_loops[0]
+    with pytest.raises(ValueError, match="channels"):
+        loop.inverse_and_log_det(tf.zeros([1, 4, 4, 3], tf.float64), unroll=True)  # 8 channels expected
+    step = loop.steps[0]
+    for path, name, _ in loop._functions:
+        module = step
+        for attribute in path:
+            module = getattr(module, attribute)
+        assert name not in vars(module), f"{path}.{name} still shadowed"
+    # The methods compute again: the step is usable on its own.
+    assert step.permutation.matrix().shape == [8, 8]
 
 
 def test_a_variable_out_of_reach_is_refused():
@@ -135,3 +152,13 @@ def test_steps_of_other_shapes_are_refused():
         StepLoop(steps)
     with pytest.raises(ValueError, match="at least one step"):
         StepLoop([])
+
+
+def test_a_computed_border_term_is_only_used_at_its_image_size():
+    conv = tfp_glow.ZeroConv2D(2, 3)
+    conv.kernel.assign(tf.random.stateless_normal(conv.kernel.shape, [0, 9]))
+    computed = tf.fill([4, 4, 3], 7.0)
+    with _shadowed(conv, [((), "output_bias", True)], [computed], (4, 4)):
+        assert conv.output_bias(4, 4) is computed
+        np.testing.assert_array_equal(conv.output_bias(5, 6), tfp_glow.ZeroConv2D.output_bias(conv, 5, 6))
+    assert "output_bias" not in vars(conv)

@@ -82,7 +82,10 @@ class CompiledSwapEMAWeights(keras.callbacks.SwapEMAWeights):
     over all the variables, traced once per optimizer. It exchanges the values exactly
     (Keras's sums round at float precision) and, through the optimizer's
     `strategy.extended.update`, on every replica's copy under a tf.distribute strategy.
-    When and what is swapped is Keras's: only `_tf_swap_variables` is replaced.
+    When and what is swapped is Keras's: only `_tf_swap_variables` is replaced. Like Keras's
+    own callback it reads the optimizer's private `_trainable_variables`,
+    `_model_variables_moving_average` and `_distribution_strategy` (Keras 3.15):
+    tests/test_callbacks.py fails if a Keras release renames them.
 
     Args:
       swap_on_epoch: Python `bool`, whether to swap at each epoch's end and back at the

@@ -150,8 +150,9 @@ flags.DEFINE_integer(
     "intra_op_threads",
     None,
     "Threads that one TensorFlow op may use (independent ops still run side by side); 0 for "
-    "TensorFlow's default (one per core). Default: the preset's, tfp_glow.cli.INTRA_OP_THREADS "
-    "(1 for digits, whose ops are too small to split), else 0.",
+    "TensorFlow's default (one per core). Default: for train, the preset's, "
+    "tfp_glow.cli.INTRA_OP_THREADS (1 for digits, whose ops are too small to split), else 0; "
+    "TF_NUM_INTRAOP_THREADS in the environment takes precedence over the preset's.",
     lower_bound=0,
 )
 flags.DEFINE_bool(
@@ -464,7 +465,7 @@ def _main(argv: Sequence[str]) -> int:
             raise _UsageError(f"unknown command {command!r}: expected one of {', '.join(COMMANDS)}")
         if extra:
             raise _UsageError(f"unexpected arguments after {command!r}: {' '.join(extra)}")
-        _set_intra_op_threads()
+        _set_intra_op_threads(command)
         return {
             "train": _train,
             "evaluate": _evaluate,
@@ -481,11 +482,15 @@ def _main(argv: Sequence[str]) -> int:
         return EXIT_ERROR
 
 
-def _set_intra_op_threads() -> None:
-    """Applies --intra_op_threads (or the preset's) before TensorFlow runs its first op."""
+def _set_intra_op_threads(command: str) -> None:
+    """Applies --intra_op_threads before TensorFlow runs its first op; without it, `train` takes
+    the preset's (the other commands load a model of any preset, and keep TensorFlow's default),
+    unless the environment variable TF_NUM_INTRAOP_THREADS says otherwise."""
     threads = FLAGS.intra_op_threads
     explicit = threads is not None
     if not explicit:
+        if command != "train" or os.environ.get("TF_NUM_INTRAOP_THREADS"):
+            return
         threads = INTRA_OP_THREADS.get(FLAGS.preset, 0)
     if tf.config.threading.get_intra_op_parallelism_threads() == threads:
         return

@@ -118,6 +118,12 @@ def spatial_size(x: tf.Tensor) -> float | tf.Tensor:
     return tf.cast(shape[-3] * shape[-2], x.dtype)
 
 
+def spatial_shape(x: tf.Tensor) -> tuple:
+    """(H, W) of images [..., H, W, C]: Python ints where static, else scalar tensors."""
+    dynamic = tf.shape(x)
+    return tuple(x.shape[i] if x.shape[i] is not None else dynamic[i] for i in (-3, -2))
+
+
 def batch_shape_of(x: tf.Tensor) -> tf.Tensor:
     """The leading (batch) dimensions of an image tensor [..., H, W, C]."""
     return tf.shape(x)[:-3]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfp_glow.bijectors._base import spatial_shape
+
 __all__ = [
     "Conv2D",
     "ZeroConv2D",
     "border_map",
     "conv2d",
-    "spatial_shape",
-    "split_conv2d",
+    "image_conv2d",
     "split_kernel",
     "with_border",
 ]
@@ -25,7 +26,7 @@ def conv2d(x: tf.Tensor, kernel: tf.Variable | tf.Tensor, edge_bias: bool = Fals
     reference code's `add_edge_padding`); `kernel` then has C + 1 input channels.
     """
     kernel, edge_kernel = split_kernel(kernel, edge_bias)
-    out = split_conv2d(x, kernel)
+    out = image_conv2d(x, kernel)
     return out if edge_kernel is None else out + border_map(edge_kernel, *spatial_shape(x))
 
 
@@ -40,7 +41,7 @@ def split_kernel(kernel: tf.Tensor, edge_bias: bool) -> tuple[tf.Tensor, tf.Tens
     return kernel[..., :channels, :], kernel[..., channels:, :]
 
 
-def border_map(edge_kernel: tf.Tensor, height, width) -> tf.Tensor:
+def border_map(edge_kernel: tf.Tensor, height: int | tf.Tensor, width: int | tf.Tensor) -> tf.Tensor:
     """conv(1, K_1), the border indicator's part of an edge-bias convolution: [..., H, W, O].
 
     conv([x, 1], K) = conv(x, K_x) + conv(1, K_1), and the second term is the same for
@@ -58,19 +59,13 @@ def border_map(edge_kernel: tf.Tensor, height, width) -> tf.Tensor:
     return tf.einsum("hi,wj,...ijo->...hwo", rows, cols, edge_kernel[..., 0, :])
 
 
-def _inside(length, size: int, dtype) -> tf.Tensor:
+def _inside(length: int | tf.Tensor, size: int, dtype: tf.DType) -> tf.Tensor:
     """[length, size]: whether tap i of a 'SAME' kernel at position t lies inside [0, length)."""
     position = tf.range(length)[:, tf.newaxis] + tf.range(size)[tf.newaxis, :] - (size - 1) // 2
     return tf.cast((position >= 0) & (position < length), dtype)
 
 
-def spatial_shape(x: tf.Tensor) -> tuple:
-    """(H, W) of images [..., H, W, C]: Python ints where static."""
-    dynamic = tf.shape(x)
-    return tuple(x.shape[i] if x.shape[i] is not None else dynamic[i] for i in (-3, -2))
-
-
-def split_conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+def image_conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """'SAME' convolution without the border term, of images with any leading batch dimensions."""
     if x.shape.rank == 4:  # the common case: no reshapes, fewer ops to trace
         return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
@@ -79,7 +74,9 @@ def split_conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     return tf.reshape(out, tf.concat([shape[:-1], tf.shape(out)[-1:]], 0))
 
 
-def with_border(bias: tf.Tensor, edge_kernel: tf.Tensor | None, height, width) -> tf.Tensor:
+def with_border(
+    bias: tf.Tensor, edge_kernel: tf.Tensor | None, height: int | tf.Tensor, width: int | tf.Tensor
+) -> tf.Tensor:
     """`bias` [..., O] plus the border map of `edge_kernel`, if any: [..., H, W, O] or [..., O]."""
     if edge_kernel is None:
         return bias
@@ -160,7 +157,7 @@ class ZeroConv2D(tf.Module):
         """The kernel of the image channels (without the border indicator's)."""
         return split_kernel(self.kernel, self._edge_bias)[0]
 
-    def output_bias(self, height, width) -> tf.Tensor:
+    def output_bias(self, height: int | tf.Tensor, width: int | tf.Tensor) -> tf.Tensor:
         """bias plus the border term of the kernel: [H, W, O] with edge bias, else [O]."""
         return with_border(self.bias, split_kernel(self.kernel, self._edge_bias)[1], height, width)
 
@@ -169,5 +166,5 @@ class ZeroConv2D(tf.Module):
         return tf.exp(self.logs * self._logscale_factor)
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        out = split_conv2d(x, self.image_kernel()) + self.output_bias(*spatial_shape(x))
+        out = image_conv2d(x, self.image_kernel()) + self.output_bias(*spatial_shape(x))
         return out * self.output_scale()

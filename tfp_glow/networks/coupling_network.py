@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import check_dropout, check_int
+from tfp_glow.bijectors._base import check_dropout, check_int, spatial_shape
 from tfp_glow.bijectors.actnorm import ActNorm
-from tfp_glow.networks.conv import Conv2D, ZeroConv2D, spatial_shape, split_conv2d, split_kernel, with_border
+from tfp_glow.networks.conv import Conv2D, ZeroConv2D, image_conv2d, split_kernel, with_border
 
 __all__ = ["CouplingNetwork"]
 
@@ -69,24 +69,24 @@ class CouplingNetwork(tf.Module):
             self.actnorm_hidden = ActNorm(hidden_channels, dtype=dtype, name="actnorm_hidden")
             self.conv_out = ZeroConv2D(hidden_channels, out_channels, 3, dtype=dtype, name="conv_out")
 
-    def folded_in(self):
+    def folded_in(self) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]:
         """(kernel, border kernel, bias) of actnorm_in.inverse(conv_in(x)); see `_folded`."""
         return _folded(self.conv_in, self.actnorm_in)
 
-    def folded_hidden(self):
+    def folded_hidden(self) -> tuple[tf.Tensor, None, tf.Tensor]:
         """(kernel, None, bias) of actnorm_hidden.inverse(conv_hidden(h)); see `_folded`."""
         return _folded(self.conv_hidden, self.actnorm_hidden)
 
-    def input_bias(self, height, width) -> tf.Tensor:
+    def input_bias(self, height: int | tf.Tensor, width: int | tf.Tensor) -> tf.Tensor:
         """The bias of the folded conv_in with its border term, [H, W, hidden]."""
         _, edge_kernel, bias = self.folded_in()
         return with_border(bias, edge_kernel, height, width)
 
     def __call__(self, x: tf.Tensor, dropout_seed: tf.Tensor | None = None) -> tf.Tensor:
         kernel = self.folded_in()[0]
-        h = tf.nn.relu(split_conv2d(x, kernel) + self.input_bias(*spatial_shape(x)))
+        h = tf.nn.relu(image_conv2d(x, kernel) + self.input_bias(*spatial_shape(x)))
         kernel, _, bias = self.folded_hidden()
-        h = tf.nn.relu(split_conv2d(h, kernel) + bias)
+        h = tf.nn.relu(image_conv2d(h, kernel) + bias)
         if self.dropout > 0 and dropout_seed is not None:
             seed = tf.random.experimental.stateless_fold_in(dropout_seed, self._dropout_salt)
             h = tf.nn.experimental.stateless_dropout(h, self.dropout, seed)
@@ -99,7 +99,7 @@ class CouplingNetwork(tf.Module):
         return self.conv_out(h)
 
 
-def _folded(conv: Conv2D, actnorm: ActNorm):
+def _folded(conv: Conv2D, actnorm: ActNorm) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]:
     """The kernels and the bias of `actnorm.inverse(conv(x))`, with the ActNorm folded in:
 
         (conv(x, K) - loc) * exp(-log_scale) = conv(x, K * exp(-log_scale)) - loc * exp(-log_scale)
