@@ -1,4 +1,4 @@
-"""AtomicCheckpoint: whole-model checkpoints that are never half-written; CompiledSwapEMAWeights."""
+"""AtomicCheckpoint: whole-model checkpoints that are never half-written; CompiledSwapEMAWeights; TimeLimit."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tfp_glow import callbacks
-from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights
+from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights, TimeLimit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -253,3 +253,78 @@ def test_a_fit_validates_with_the_averages_as_with_keras_swap():
         )
     # Not trivially equal: validation with the trained weights gives another figure.
     assert not np.allclose(histories["none"]["val_loss"], histories["keras"]["val_loss"], rtol=1e-3)
+
+
+class _Clock:
+    """A clock that reads `now`, moved by hand."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def _epochs_within(limit: TimeLimit, clock: _Clock, durations) -> int:
+    """Drives `limit` as a fit of len(durations) epochs would; returns the epochs it lets run."""
+    limit.set_model(_model())
+    limit.model.stop_training = False
+    limit.on_train_begin()
+    for epoch, seconds in enumerate(durations):
+        clock.now += seconds
+        limit.on_epoch_end(epoch)
+        if limit.model.stop_training:
+            assert limit.stopped_epoch == epoch
+            return epoch + 1
+    assert limit.stopped_epoch is None
+    return len(durations)
+
+
+def test_time_limit_runs_every_epoch_that_is_expected_to_end_within_it():
+    clock = _Clock()
+    # Epochs end at 1, 2, ..., 5 s: after the fifth, a sixth would end at 6 > 5.5.
+    assert _epochs_within(TimeLimit(5.5, clock=clock), clock, [1.0] * 10) == 5
+    # Exactly at the limit is within it.
+    assert _epochs_within(TimeLimit(6.0, clock=clock), clock, [1.0] * 10) == 6
+
+
+def test_time_limit_does_not_judge_the_next_epoch_by_the_first():
+    clock = _Clock()
+    # The first epoch traces (4 s), the others take 1 s: epochs end at 4, 5, ..., 9, and only
+    # after the one ending at 9 would the next end past 9. Were the first epoch's 4 s part of the
+    # estimate, the one ending at 5 would be the last (5 + 4 > 9).
+    durations = [4.0] + [1.0] * 9
+    assert _epochs_within(TimeLimit(9.0, clock=clock), clock, durations) == 6
+    # After the first epoch alone, its own time is the estimate: 4 + 4 > 7.5.
+    assert _epochs_within(TimeLimit(7.5, clock=clock), clock, durations) == 1
+
+
+def test_time_limit_expects_the_slowest_of_the_recent_epochs():
+    clock = _Clock()
+    # Ends at 5, 6, 9, 10: after the fourth, the last three took 1, 3, 1 s, so 10 + 3 > 12.
+    durations = [5.0, 1.0, 3.0, 1.0, 1.0, 1.0]
+    assert _epochs_within(TimeLimit(12.0, clock=clock), clock, durations) == 4
+    # With a window of one epoch, the last (1 s) is the estimate: 10 + 1 <= 12, 11 + 1 <= 12, then 13 > 12.
+    assert _epochs_within(TimeLimit(12.0, window=1, clock=clock), clock, durations) == 6
+
+
+def test_time_limit_counts_from_start():
+    clock = _Clock()
+    # The budget began 3 s before the fit: epochs end at 4, 5, 6 s of it, and 6 + 1 > 6.5.
+    limit = TimeLimit(6.5, start=clock.now - 3.0, clock=clock)
+    assert _epochs_within(limit, clock, [1.0] * 10) == 3
+
+
+def test_time_limit_stops_a_keras_fit():
+    model = _model()
+    x = np.ones([4, 2], np.float32)
+    # Any epoch takes longer than a microsecond: the first one ends past the limit.
+    limit = TimeLimit(1e-6)
+    history = model.fit(x, x[:, :1], epochs=5, verbose=0, callbacks=[limit])
+    assert len(history.history["loss"]) == 1 and limit.stopped_epoch == 0
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan")])
+def test_time_limit_rejects_a_budget_that_is_not_positive(seconds):
+    with pytest.raises(ValueError, match=f"seconds={seconds}"):
+        TimeLimit(seconds)

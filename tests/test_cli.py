@@ -194,6 +194,7 @@ def test_sample_writes_a_deterministic_grid(trained, monkeypatch, capsys):
         (["train", "--dropout=1.0"], "--dropout=1.0"),
         (["train", "--dequantization=learned"], "--dequantization=learned"),
         (["train", "--iw_samples=-1"], "--iw_samples=-1"),
+        (["train", "--time_limit=-1"], "--time_limit=-1"),
         # 1 epoch of 21 batches cannot decay after 200 warm-up steps.
         (["train", "--lr_decay=cosine"], "--lr_decay=cosine needs more training steps"),
         (["train", "--strategy=tpu"], "--strategy=tpu"),
@@ -305,6 +306,38 @@ def test_epochs_default_to_the_presets(flags, expected):
     finally:
         cli.FLAGS.unparse_flags()
     assert cli.DIGITS_EPOCHS != cli.DEFAULT_EPOCHS
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ([], cli.DIGITS_TIME_LIMIT),  # the default run: the command in at most 5 minutes
+        (["--epochs=3"], 0.0),  # epochs asked for are trained
+        (["--epochs=3", "--time_limit=10"], 10.0),
+        (["--preset=mnist", "--dataset=tfds:mnist"], 0.0),
+        (["--time_limit=0"], 0.0),
+    ],
+)
+def test_time_limit_defaults_to_the_default_runs(flags, expected):
+    cli.FLAGS(["tfp-glow", *flags])
+    try:
+        assert cli._time_limit() == expected
+    finally:
+        cli.FLAGS.unparse_flags()
+    # Room for the imports and the final evaluation within the 5 minutes.
+    assert 0 < cli.DIGITS_TIME_LIMIT < 300
+
+
+def test_time_limit_ends_a_train_run_early(tmp_path):
+    args = ["train", "--model_dir=run", *TINY, "--epochs=4", "--time_limit=0.001", "--validation_split=", "--iw_samples=0"]
+    result = _cli(args, cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # The first epoch ends past the limit, so no second one starts; model.keras is that epoch's.
+    assert metrics["epochs"] == 1 and metrics["best_epoch"] == 1
+    assert "stopping after epoch 1 of 4: another would end past --time_limit=0.001 s" in result.stderr
+    assert (tmp_path / "run" / "model.keras").is_file() and not (tmp_path / "run" / "samples_epoch_002.png").exists()
+    assert math.isfinite(metrics["test_bits_per_dim"])
 
 
 _THREADS_SCRIPT = """

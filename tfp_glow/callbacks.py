@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import time
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 
-__all__ = ["AtomicCheckpoint", "CompiledSwapEMAWeights"]
+__all__ = ["AtomicCheckpoint", "CompiledSwapEMAWeights", "TimeLimit"]
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -71,6 +73,55 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         """`copy_from`'s file of `epoch`, if it wrote one; else `None` (save the model)."""
         saved = self.copy_from.last_saved if self.copy_from is not None else None
         return saved[1] if saved is not None and saved[0] == epoch else None
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training at the end of the last epoch that can end within a time budget.
+
+    After each epoch it expects the next one to take as long as the longest of the last
+    `window` epochs of this `fit`, leaving out the first (which also traces the step
+    functions, unless it is the only one), and stops training (`model.stop_training`)
+    when that epoch would end more than `seconds` after `start`. An epoch's time runs
+    from the end of the one before (from the start of `fit` for the first), so it holds
+    validation and the epoch-end callbacks that come before this one: put it last.
+
+    Args:
+      seconds: the budget, > 0.
+      start: `clock()` reading the budget counts from. Default `None`: the start of each `fit`.
+      window: epochs the estimate of the next one looks back on. Default 3.
+      clock: seconds as a float. Default `time.perf_counter`.
+    """
+
+    def __init__(
+        self,
+        seconds: float,
+        start: float | None = None,
+        window: int = 3,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        super().__init__()
+        if not seconds > 0:
+            raise ValueError(f"`seconds` must be > 0. Received: seconds={seconds!r}")
+        self.seconds = seconds
+        self.start = start
+        self.window = window
+        self.clock = clock
+        self.stopped_epoch: int | None = None  # 0-based epoch after which it stopped training
+
+    def on_train_begin(self, logs=None):
+        self._last_end = self.clock()
+        self._fit_start = self._last_end if self.start is None else self.start
+        self._durations = []
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        self._durations.append(now - self._last_end)
+        self._last_end = now
+        recent = self._durations[1:][-self.window :] or self._durations
+        if now - self._fit_start + max(recent) > self.seconds:
+            self.model.stop_training = True
+            self.stopped_epoch = epoch
 
 
 class CompiledSwapEMAWeights(keras.callbacks.SwapEMAWeights):

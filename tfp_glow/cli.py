@@ -12,7 +12,9 @@ Usage:
   tfp-glow export      [--model_dir=DIR] [--export_dir=DIR/export] [--export_version=N]
 
 `train` builds `GlowModel.from_preset(--preset)` (with the architecture flags as overrides),
-fits it with Keras and writes into --model_dir:
+fits it with Keras for --epochs (the default run, digits without --epochs: as many of its
+DIGITS_EPOCHS as end within --time_limit, 255 s, so the command takes at most 5 minutes on a
+2-core CPU) and writes into --model_dir:
   model.keras                  the best epoch by validation bits/dim (the last epoch when there
                                is no validation split); `evaluate` and `sample` load it
   checkpoints/epoch_NNN.keras  the whole model after every epoch (NNN counts from 001)
@@ -73,15 +75,18 @@ import tensorflow as tf
 from absl import app, flags
 
 from tfp_glow import data, plots, resume
-from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights
+from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights, TimeLimit
 from tfp_glow.export import export_saved_model
 from tfp_glow.models import LEARNING_RATES, PAPER_LEARNING_RATE, PRESETS, GlowModel, default_optimizer
 
-__all__ = ["DEFAULT_EPOCHS", "DIGITS_EPOCHS", "COMMANDS", "INTRA_OP_THREADS", "main", "run"]
+__all__ = ["DEFAULT_EPOCHS", "DIGITS_EPOCHS", "DIGITS_TIME_LIMIT", "COMMANDS", "INTRA_OP_THREADS", "main", "run"]
 
-# Epochs of the default run (digits preset on digits), chosen so that it takes at most about
-# 5 minutes on 2 CPU cores (experiments/RESULTS.md); other presets train DEFAULT_EPOCHS by default.
-DIGITS_EPOCHS = 140
+# The default run (digits preset on digits, no --epochs) trains for DIGITS_TIME_LIMIT seconds
+# (at most DIGITS_EPOCHS epochs), so that the whole command takes at most 5 minutes on a 2-core CPU
+# whatever its speed: imports and the final evaluation take 15-30 s more (experiments/RESULTS.md).
+# Other presets train DEFAULT_EPOCHS by default, with no time limit.
+DIGITS_EPOCHS = 300
+DIGITS_TIME_LIMIT = 255.0
 DEFAULT_EPOCHS = 50
 DEFAULT_EMA_MOMENTUM = 0.99
 DIGITS_IW_SAMPLES = 64
@@ -118,9 +123,19 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "epochs",
     None,
-    f"Training epochs. Default: {DIGITS_EPOCHS} for --preset=digits (the 5-minute default run), "
-    f"else {DEFAULT_EPOCHS}.",
+    f"Training epochs (at most, with --time_limit). Default: {DIGITS_EPOCHS} for --preset=digits "
+    f"(the 5-minute default run, which --time_limit ends sooner), else {DEFAULT_EPOCHS}.",
     lower_bound=1,
+)
+flags.DEFINE_float(
+    "time_limit",
+    None,
+    "train: seconds from the start of the command's work (after its imports) within which training "
+    "ends: no epoch starts that would be expected to end later (each is expected to take as long as "
+    "the slowest of the last three); the final evaluation follows. 0 for none. Default: "
+    f"{DIGITS_TIME_LIMIT:g} for the default run (--preset=digits without --epochs), so that the "
+    "whole command takes at most 5 minutes on 2 CPU cores; else none.",
+    lower_bound=0,
 )
 flags.DEFINE_integer("batch_size", 64, "Images per training and evaluation batch.", lower_bound=1)
 flags.DEFINE_float(
@@ -135,7 +150,7 @@ flags.DEFINE_enum(
     "constant",
     ["constant", "cosine"],
     "Learning rate after the warm-up: 'constant' (the paper's) or 'cosine' (down to 0 at the end of "
-    "--epochs).",
+    "--epochs, which --time_limit may stop short of).",
 )
 flags.DEFINE_float("clipnorm", None, "Global gradient-norm clip (> 0); default: no clipping.")
 flags.DEFINE_enum("optimizer", "adam", ["adam", "adamax"], "Optimizer.")
@@ -451,6 +466,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     try:
         return FLAGS(argv)
     except flags.Error as error:
+        FLAGS.unparse_flags()  # Nor may the flags parsed before the bad one stay set.
         _print_usage_error(str(error))
         sys.exit(EXIT_USAGE)
 
@@ -556,7 +572,7 @@ def _train() -> int:
     with strategy.scope():
         _compile(model, _epochs() * datasets.steps_per_epoch)
     state = _resume_state(model, datasets, model_dir)
-    history, epoch_seconds = _fit(model, datasets, model_dir, state)
+    history, epoch_seconds = _fit(model, datasets, model_dir, state, start)
     return _finish(model_dir, datasets, history, epoch_seconds, start)
 
 
@@ -746,8 +762,15 @@ def _train_datasets(model: GlowModel) -> _Datasets:
     )
 
 
-def _fit(model: GlowModel, datasets: _Datasets, model_dir: str, state: resume.TrainingState | None):
-    """Fits `model` up to --epochs from `state`; returns the run's history (lists per epoch) and epoch times.
+def _fit(
+    model: GlowModel,
+    datasets: _Datasets,
+    model_dir: str,
+    state: resume.TrainingState | None,
+    start: float,
+):
+    """Fits `model` up to --epochs from `state`, within --time_limit of `start` (`time.perf_counter`);
+    returns the run's history (lists per epoch) and epoch times.
 
     A state in the middle of an epoch is continued by a `fit` over that epoch's remaining batches,
     then one over the remaining epochs, with the same callbacks.
@@ -767,6 +790,8 @@ def _fit(model: GlowModel, datasets: _Datasets, model_dir: str, state: resume.Tr
             f"{PROGRAM}: {model_dir} has trained {epoch} epochs already (--epochs={_epochs()})",
             file=sys.stderr,
         )
+    # Last, so that the epoch times it measures hold every other callback's work.
+    time_limit = [TimeLimit(_time_limit(), start=start)] if _time_limit() else []
     for i, (first, epochs, steps) in enumerate(fits):
         if i:
             # Keras ends a fit by writing the averaged (EMA) weights over the trained ones; the
@@ -781,11 +806,19 @@ def _fit(model: GlowModel, datasets: _Datasets, model_dir: str, state: resume.Tr
             callbacks=[
                 *_train_callbacks(model_dir, datasets.validation is not None, checkpoint.history),
                 checkpoint,
+                *time_limit,
             ],
             verbose=FLAGS.verbose,
             shuffle=False,  # tfp_glow.data shuffles every epoch, by (seed, epoch).
         )
         if model.stop_training:
+            stopped = time_limit[0].stopped_epoch if time_limit else None
+            if stopped is not None and stopped + 1 < _epochs():
+                print(
+                    f"{PROGRAM}: stopping after epoch {stopped + 1} of {_epochs()}: another would end past "
+                    f"--time_limit={_time_limit():g} s",
+                    file=sys.stderr,
+                )
             break
     return checkpoint.history, checkpoint.epoch_seconds
 
@@ -1054,6 +1087,14 @@ def _iw_samples(train: bool) -> int:
 def _epochs() -> int:
     """--epochs, or its default: DIGITS_EPOCHS for --preset=digits, else DEFAULT_EPOCHS."""
     return FLAGS.epochs or (DIGITS_EPOCHS if FLAGS.preset == "digits" else DEFAULT_EPOCHS)
+
+
+def _time_limit() -> float:
+    """--time_limit, or its default: DIGITS_TIME_LIMIT for the default run (--preset=digits without
+    --epochs), else 0 (none)."""
+    if FLAGS.time_limit is not None:
+        return FLAGS.time_limit
+    return DIGITS_TIME_LIMIT if FLAGS.preset == "digits" and FLAGS.epochs is None else 0.0
 
 
 def _learning_rate() -> float:
