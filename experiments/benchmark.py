@@ -409,6 +409,11 @@ def worker_flow(args, name):
 
 
 def run_worker(args):
+    if args.intra_op_threads and args._worker != "ceiling":
+        import tensorflow as tf
+
+        # The machine's ceiling is always measured with TensorFlow's default (every core per op).
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
     try:
         if args._worker == "ceiling":
             result = worker_ceiling(args)
@@ -444,6 +449,7 @@ def _worker_command(args, name):
         f"--seed={args.seed}",
         f"--matmul_size={args.matmul_size}",
         f"--ceiling_runs={args.ceiling_runs}",
+        f"--intra_op_threads={args.intra_op_threads}",
     ]
 
 
@@ -660,7 +666,9 @@ def report(args, command, started, loadavg_start, ceiling, results, loadavg_end,
         f"L={args.num_levels}, "
         f"K={args.num_steps}, hidden width {args.hidden_channels}, affine coupling, LU 1x1 conv, "
         f"batch {args.batch_size}; Adam lr {LEARNING_RATE:g}, loss mean bits/dim; median of {args.steps} "
-        f"steps after {args.warmup} warm-up steps (first call excluded)."
+        f"steps after {args.warmup} warm-up steps (first call excluded); threads per op: "
+        + (f"{args.intra_op_threads}" if args.intra_op_threads else "TensorFlow's default")
+        + "."
     )
     conv_ceiling = ceiling.get("conv3x3_gflops")
     add(
@@ -822,6 +830,13 @@ def parse_args(argv=None):
         "the report gives each round's ratios and their median",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--intra_op_threads",
+        type=int,
+        default=0,
+        help="threads per TensorFlow op in the configurations and the convolution floor, the same for all "
+        "(0: TensorFlow's default, one per core); the fp32 ceiling always uses the default",
+    )
     parser.add_argument("--matmul_size", type=int, default=2048)
     parser.add_argument("--ceiling_runs", type=int, default=10)
     parser.add_argument(

@@ -76,11 +76,16 @@ def _commit() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch_sizes", default="64", help="comma-separated")
     parser.add_argument("--steps", type=int, default=30, help="timed steps (median reported)")
     args = parser.parse_args()
-    print(f"tfp_glow from {os.path.dirname(tfp_glow.__file__)} (commit {_commit()}), load {os.getloadavg()[0]:.2f}")
+    print(
+        f"tfp_glow from {os.path.dirname(tfp_glow.__file__)} (commit {_commit()}), "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
     print("| batch | ms / step (median) | min | first epoch (s) | graph ops | without Const |")
     print("|---|---|---|---|---|---|")
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):

@@ -135,3 +135,16 @@ def test_report_without_rounds_has_no_round_sections():
 def test_rounds_must_be_positive():
     with pytest.raises(SystemExit):
         benchmark.parse_args([*ARGV, "--rounds=0"])
+
+
+def test_thread_count_reaches_every_worker_and_the_report():
+    args = benchmark.parse_args([*ARGV, "--intra_op_threads=1", "--configs=tfp_glow,tfb_glow"])
+    for name in ("tfp_glow", "tfb_glow", "conv_floor", "ceiling"):
+        # The ceiling worker gets it too, and leaves it unused (run_worker): one command line for all.
+        assert "--intra_op_threads=1" in benchmark._worker_command(args, name)
+    results = [_run("tfp_glow", 0.4), _run("tfb_glow", 1.0)]
+    text = benchmark.report(args, "cmd", "today", (0.5,) * 3, {}, results, (0.5,) * 3)
+    assert "threads per op: 1." in text
+    default = benchmark.parse_args([*ARGV, "--configs=tfp_glow,tfb_glow"])
+    text = benchmark.report(default, "cmd", "today", (0.5,) * 3, {}, results, (0.5,) * 3)
+    assert "threads per op: TensorFlow's default." in text

@@ -1,4 +1,4 @@
-"""AtomicCheckpoint: whole-model checkpoints that are never half-written; CompiledSwapEMAWeights; TimeLimit."""
+"""AtomicCheckpoint (whole-model checkpoints never half-written), CompiledSwapEMAWeights, TimeLimit."""
 
 from __future__ import annotations
 

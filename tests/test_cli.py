@@ -106,6 +106,7 @@ def test_train_metrics(trained):
     discrete = metrics["test_discrete_bits_per_dim"]
     assert metrics["iw_samples"] == 64 and 0 < discrete < test_bpd  # the digits default
     assert metrics["learning_rate"] == tfp_glow.models.LEARNING_RATES["digits"]
+    assert metrics["ema_momentum"] == tfp_glow.models.EMA_MOMENTA["digits"]
     assert result.stdout.strip().splitlines()[-2] == f"discrete test bits/dim (64 samples): {discrete:.3f}"
     assert metrics["wall_seconds"] > sum(metrics["epoch_seconds"])
     config = metrics["config"]
@@ -311,6 +312,29 @@ def test_epochs_default_to_the_presets(flags, expected):
 @pytest.mark.parametrize(
     "flags, expected",
     [
+        ([], tfp_glow.models.EMA_MOMENTA["digits"]),
+        (["--preset=mnist", "--dataset=tfds:mnist"], cli.DEFAULT_EMA_MOMENTUM),
+        (["--ema_momentum=0.9"], 0.9),
+        (["--ema_momentum=0"], None),  # no averaging
+    ],
+)
+def test_ema_momentum_defaults_to_the_presets(flags, expected):
+    cli.FLAGS(["tfp-glow", *flags])
+    try:
+        model = cli._build_model()
+        cli._compile(model, total_steps=500)
+    finally:
+        cli.FLAGS.unparse_flags()
+    assert tfp_glow.models.EMA_MOMENTA["digits"] != cli.DEFAULT_EMA_MOMENTUM
+    if expected is None:
+        assert not model.optimizer.use_ema
+    else:
+        assert model.optimizer.use_ema and model.optimizer.ema_momentum == expected
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
         ([], cli.DIGITS_TIME_LIMIT),  # the default run: the command in at most 5 minutes
         (["--epochs=3"], 0.0),  # epochs asked for are trained
         (["--epochs=3", "--time_limit=10"], 10.0),
@@ -329,14 +353,15 @@ def test_time_limit_defaults_to_the_default_runs(flags, expected):
 
 
 def test_time_limit_ends_a_train_run_early(tmp_path):
-    args = ["train", "--model_dir=run", *TINY, "--epochs=4", "--time_limit=0.001", "--validation_split=", "--iw_samples=0"]
-    result = _cli(args, cwd=tmp_path, timeout=240)
+    limits = ["--epochs=4", "--time_limit=0.001", "--validation_split=", "--iw_samples=0"]
+    result = _cli(["train", "--model_dir=run", *TINY, *limits], cwd=tmp_path, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     # The first epoch ends past the limit, so no second one starts; model.keras is that epoch's.
     assert metrics["epochs"] == 1 and metrics["best_epoch"] == 1
     assert "stopping after epoch 1 of 4: another would end past --time_limit=0.001 s" in result.stderr
-    assert (tmp_path / "run" / "model.keras").is_file() and not (tmp_path / "run" / "samples_epoch_002.png").exists()
+    assert (tmp_path / "run" / "model.keras").is_file()
+    assert not (tmp_path / "run" / "samples_epoch_002.png").exists()
     assert math.isfinite(metrics["test_bits_per_dim"])
 
 

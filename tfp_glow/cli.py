@@ -77,9 +77,24 @@ from absl import app, flags
 from tfp_glow import data, plots, resume
 from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights, TimeLimit
 from tfp_glow.export import export_saved_model
-from tfp_glow.models import LEARNING_RATES, PAPER_LEARNING_RATE, PRESETS, GlowModel, default_optimizer
+from tfp_glow.models import (
+    EMA_MOMENTA,
+    LEARNING_RATES,
+    PAPER_LEARNING_RATE,
+    PRESETS,
+    GlowModel,
+    default_optimizer,
+)
 
-__all__ = ["DEFAULT_EPOCHS", "DIGITS_EPOCHS", "DIGITS_TIME_LIMIT", "COMMANDS", "INTRA_OP_THREADS", "main", "run"]
+__all__ = [
+    "DEFAULT_EPOCHS",
+    "DIGITS_EPOCHS",
+    "DIGITS_TIME_LIMIT",
+    "COMMANDS",
+    "INTRA_OP_THREADS",
+    "main",
+    "run",
+]
 
 # The default run (digits preset on digits, no --epochs) trains for DIGITS_TIME_LIMIT seconds
 # (at most DIGITS_EPOCHS epochs), so that the whole command takes at most 5 minutes on a 2-core CPU
@@ -156,9 +171,10 @@ flags.DEFINE_float("clipnorm", None, "Global gradient-norm clip (> 0); default: 
 flags.DEFINE_enum("optimizer", "adam", ["adam", "adamax"], "Optimizer.")
 flags.DEFINE_float(
     "ema_momentum",
-    DEFAULT_EMA_MOMENTUM,
+    None,
     "Decay of the moving average of the weights used for validation, checkpoints, samples and the final "
-    "model (Polyak averaging, as the reference code); 0 turns it off.",
+    "model (Polyak averaging, as the reference code); 0 turns it off. Default: the preset's, "
+    f"tfp_glow.models.EMA_MOMENTA (0.995 for digits), else {DEFAULT_EMA_MOMENTUM}.",
 )
 flags.DEFINE_bool("jit_compile", False, "Compile the train and test steps with XLA.")
 flags.DEFINE_integer(
@@ -366,7 +382,7 @@ flags.register_validator(
 )
 flags.register_validator(
     "ema_momentum",
-    lambda v: 0 <= v < 1,
+    lambda v: v is None or 0 <= v < 1,
     message="--ema_momentum must be in [0, 1)",
 )
 flags.register_validator(
@@ -674,7 +690,7 @@ def _compile(model: GlowModel, total_steps: int) -> None:
             FLAGS.warmup_steps,
             FLAGS.clipnorm,
             name=FLAGS.optimizer,
-            ema_momentum=FLAGS.ema_momentum or None,
+            ema_momentum=_ema_momentum() or None,
             decay_steps=decay_steps,
         ),
         jit_compile=FLAGS.jit_compile,
@@ -710,6 +726,7 @@ def _finish(model_dir: str, datasets, history, epoch_seconds, start: float) -> i
         "test_discrete_bits_per_dim": discrete_bpd,
         "iw_samples": _iw_samples(train=True) if discrete_bpd is not None else None,
         "learning_rate": _learning_rate(),
+        "ema_momentum": _ema_momentum(),
         "wall_seconds": time.perf_counter() - start,
         "config": best.get_config(),
         "flags": _flag_values(),
@@ -830,7 +847,7 @@ def _train_callbacks(
     nonfinite = NonFiniteLimit(FLAGS.max_nonfinite_steps)
     nonfinite.previous_epochs = nonfinite.total = float(sum(history.get("nonfinite_steps", [])))
     callbacks = [keras.callbacks.TerminateOnNaN(), nonfinite]
-    if FLAGS.ema_momentum:
+    if _ema_momentum():
         # First, so that validation and the callbacks below see the averaged weights.
         callbacks.append(CompiledSwapEMAWeights(swap_on_epoch=True))
     every_epoch = AtomicCheckpoint(os.path.join(model_dir, "checkpoints", "epoch_{epoch:03d}.keras"))
@@ -1087,6 +1104,13 @@ def _iw_samples(train: bool) -> int:
 def _epochs() -> int:
     """--epochs, or its default: DIGITS_EPOCHS for --preset=digits, else DEFAULT_EPOCHS."""
     return FLAGS.epochs or (DIGITS_EPOCHS if FLAGS.preset == "digits" else DEFAULT_EPOCHS)
+
+
+def _ema_momentum() -> float:
+    """--ema_momentum, or the preset's."""
+    if FLAGS.ema_momentum is not None:
+        return FLAGS.ema_momentum
+    return EMA_MOMENTA.get(FLAGS.preset, DEFAULT_EMA_MOMENTUM)
 
 
 def _time_limit() -> float:

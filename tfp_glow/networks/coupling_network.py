@@ -112,4 +112,3 @@ def _folded(conv: Conv2D, actnorm: ActNorm) -> tuple[tf.Tensor, tf.Tensor | None
     scale = actnorm.inverse_scale()
     kernel = conv.kernel * scale[..., tf.newaxis, tf.newaxis, tf.newaxis, :]
     return (*split_kernel(kernel, conv.edge_bias), -actnorm.loc * scale)
-
