@@ -409,12 +409,12 @@ def worker_flow(args, name):
 
 
 def run_worker(args):
-    if args.intra_op_threads and args._worker != "ceiling":
-        import tensorflow as tf
-
-        # The machine's ceiling is always measured with TensorFlow's default (every core per op).
-        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
     try:
+        if args.intra_op_threads and args._worker != "ceiling":
+            import tensorflow as tf
+
+            # The machine's ceiling is always measured with TensorFlow's default (every core per op).
+            tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
         if args._worker == "ceiling":
             result = worker_ceiling(args)
         elif args._worker == "conv_floor":

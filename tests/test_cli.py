@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 import tfp_glow
-from tfp_glow import cli
+from tfp_glow import cli, resume
 from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -196,6 +196,7 @@ def test_sample_writes_a_deterministic_grid(trained, monkeypatch, capsys):
         (["train", "--dequantization=learned"], "--dequantization=learned"),
         (["train", "--iw_samples=-1"], "--iw_samples=-1"),
         (["train", "--time_limit=-1"], "--time_limit=-1"),
+        (["train", "--time_limit=nan"], "--time_limit=nan"),
         # 1 epoch of 21 batches cannot decay after 200 warm-up steps.
         (["train", "--lr_decay=cosine"], "--lr_decay=cosine needs more training steps"),
         (["train", "--strategy=tpu"], "--strategy=tpu"),
@@ -363,6 +364,14 @@ def test_time_limit_ends_a_train_run_early(tmp_path):
     assert (tmp_path / "run" / "model.keras").is_file()
     assert not (tmp_path / "run" / "samples_epoch_002.png").exists()
     assert math.isfinite(metrics["test_bits_per_dim"])
+    assert resume.load_state(str(tmp_path / "run" / "resume")).time_limit == 0.001
+
+    # The same command again: the run is done, not interrupted, so nothing more is trained.
+    again = _cli(["train", "--model_dir=run", *TINY, *limits], cwd=tmp_path, timeout=240)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "has trained 1 epochs already, until its time limit of 0.001 s" in again.stderr
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 1
+    assert not (tmp_path / "run" / "checkpoints" / "epoch_002.keras").exists()
 
 
 _THREADS_SCRIPT = """

@@ -13,8 +13,8 @@ Usage:
 
 `train` builds `GlowModel.from_preset(--preset)` (with the architecture flags as overrides),
 fits it with Keras for --epochs (the default run, digits without --epochs: as many of its
-DIGITS_EPOCHS as end within --time_limit, 255 s, so the command takes at most 5 minutes on a
-2-core CPU) and writes into --model_dir:
+DIGITS_EPOCHS as end within --time_limit, 255 s, which leaves the imports and the final
+evaluation 45 s of the run's 5 minutes on 2 CPU cores) and writes into --model_dir:
   model.keras                  the best epoch by validation bits/dim (the last epoch when there
                                is no validation split); `evaluate` and `sample` load it
   checkpoints/epoch_NNN.keras  the whole model after every epoch (NNN counts from 001)
@@ -98,7 +98,8 @@ __all__ = [
 
 # The default run (digits preset on digits, no --epochs) trains for DIGITS_TIME_LIMIT seconds
 # (at most DIGITS_EPOCHS epochs), so that the whole command takes at most 5 minutes on a 2-core CPU
-# whatever its speed: imports and the final evaluation take 15-30 s more (experiments/RESULTS.md).
+# where the imports and the final evaluation take at most 45 s more: 16 s on the AMD build machine,
+# about 27 s on the earlier, slower Intel one (experiments/RESULTS.md).
 # Other presets train DEFAULT_EPOCHS by default, with no time limit.
 DIGITS_EPOCHS = 300
 DIGITS_TIME_LIMIT = 255.0
@@ -147,9 +148,11 @@ flags.DEFINE_float(
     None,
     "train: seconds from the start of the command's work (after its imports) within which training "
     "ends: no epoch starts that would be expected to end later (each is expected to take as long as "
-    "the slowest of the last three); the final evaluation follows. 0 for none. Default: "
-    f"{DIGITS_TIME_LIMIT:g} for the default run (--preset=digits without --epochs), so that the "
-    "whole command takes at most 5 minutes on 2 CPU cores; else none.",
+    "the slowest of the last three); the first epoch always runs, and the final evaluation follows. "
+    "A resumed run has the limit anew; the same limit again in a run that it ended trains no "
+    "further. 0 for none. Default: "
+    f"{DIGITS_TIME_LIMIT:g} for the default run (--preset=digits without --epochs), which leaves the "
+    "imports and the final evaluation 45 s of the 5 minutes the run has on 2 CPU cores; else none.",
     lower_bound=0,
 )
 flags.DEFINE_integer("batch_size", 64, "Images per training and evaluation batch.", lower_bound=1)
@@ -381,6 +384,11 @@ flags.register_validator(
     message="--dropout must be in [0, 1)",
 )
 flags.register_validator(
+    "time_limit",
+    lambda v: v is None or (math.isfinite(v) and v >= 0),
+    message="--time_limit must be a finite number of seconds >= 0",
+)
+flags.register_validator(
     "ema_momentum",
     lambda v: v is None or 0 <= v < 1,
     message="--ema_momentum must be in [0, 1)",
@@ -587,7 +595,8 @@ def _train() -> int:
     datasets = _train_datasets(model)
     with strategy.scope():
         _compile(model, _epochs() * datasets.steps_per_epoch)
-    state = _resume_state(model, datasets, model_dir)
+        # In the scope: restoring builds the optimizer, whose variables are the strategy's.
+        state = _resume_state(model, datasets, model_dir)
     history, epoch_seconds = _fit(model, datasets, model_dir, state, start)
     return _finish(model_dir, datasets, history, epoch_seconds, start)
 
@@ -790,7 +799,9 @@ def _fit(
     returns the run's history (lists per epoch) and epoch times.
 
     A state in the middle of an epoch is continued by a `fit` over that epoch's remaining batches,
-    then one over the remaining epochs, with the same callbacks.
+    then one over the remaining epochs, with the same callbacks. A resumed run has its time limit
+    anew, except that a run which its time limit ended is done: the same limit again trains no
+    further (another limit does).
     """
     spe = datasets.steps_per_epoch
     epoch, batch = (state.epoch, state.batch) if state else (0, 0)
@@ -798,21 +809,29 @@ def _fit(
         os.path.join(model_dir, RESUME_DIR), FLAGS.checkpoint_every, spe, _run_identity(datasets), state
     )
     fits = []  # (first epoch, epochs, batches per epoch)
-    if batch:
-        fits.append((epoch, epoch + 1, spe - batch))
-    if epoch + bool(batch) < _epochs():
-        fits.append((epoch + bool(batch), _epochs(), spe))
-    elif not batch:
+    if state is not None and not batch and state.time_limit is not None and state.time_limit == _time_limit():
         print(
-            f"{PROGRAM}: {model_dir} has trained {epoch} epochs already (--epochs={_epochs()})",
+            f"{PROGRAM}: {model_dir} has trained {epoch} epochs already, until its time limit of "
+            f"{state.time_limit:g} s; pass another --time_limit (0 for none) to train it further",
             file=sys.stderr,
         )
+    else:
+        if batch:
+            fits.append((epoch, epoch + 1, spe - batch))
+        if epoch + bool(batch) < _epochs():
+            fits.append((epoch + bool(batch), _epochs(), spe))
+        elif not batch:
+            print(
+                f"{PROGRAM}: {model_dir} has trained {epoch} epochs already (--epochs={_epochs()})",
+                file=sys.stderr,
+            )
     # Last, so that the epoch times it measures hold every other callback's work.
     time_limit = [TimeLimit(_time_limit(), start=start)] if _time_limit() else []
     for i, (first, epochs, steps) in enumerate(fits):
         if i:
-            # Keras ends a fit by writing the averaged (EMA) weights over the trained ones; the
-            # next fit goes on from the trained weights, as an uninterrupted run does.
+            # Keras ends a fit by writing the averaged (EMA) weights over the trained ones (or, when
+            # a callback stopped it, the trained ones over the averages swapped in): the next fit
+            # goes on from the committed trained weights, as an uninterrupted run does.
             resume.restore(model, checkpoint.directory, resume.load_state(checkpoint.directory))
         model.fit(
             datasets.train(first).skip(spe - steps),
@@ -831,6 +850,7 @@ def _fit(
         if model.stop_training:
             stopped = time_limit[0].stopped_epoch if time_limit else None
             if stopped is not None and stopped + 1 < _epochs():
+                checkpoint.end_at_time_limit(_time_limit())
                 print(
                     f"{PROGRAM}: stopping after epoch {stopped + 1} of {_epochs()}: another would end past "
                     f"--time_limit={_time_limit():g} s",

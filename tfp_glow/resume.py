@@ -55,6 +55,8 @@ class TrainingState:
       weights: the weights file, relative to the state's folder.
       run: what must not change for the data position to stay valid (model configuration,
         dataset, batch size, seed).
+      time_limit: the time limit (seconds) that ended the run after `epoch` epochs, or `None`
+        while nothing ended it early (a run still going, interrupted, or done with its epochs).
     """
 
     epoch: int
@@ -67,6 +69,7 @@ class TrainingState:
     seed_state: list[int]
     weights: str
     run: dict
+    time_limit: float | None = None
 
     @property
     def global_step(self) -> int:
@@ -197,6 +200,14 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(float(value))
         self.epoch_seconds.append(time.perf_counter() - self._start)
         self._commit(self._weights_at_epoch_end, epoch + 1, 0, {})
+
+    def end_at_time_limit(self, seconds: float) -> None:
+        """Marks the last committed state (an epoch's end) as where the time limit `seconds` ended
+        the run, for a later command to tell a finished run from an interrupted one."""
+        path = os.path.join(self.directory, STATE_FILE)
+        with open(path) as f:
+            fields = json.load(f)
+        _write_json_atomically(path, {**fields, "time_limit": seconds})
 
     # Files.
 

@@ -40,7 +40,8 @@ PAPER_LEARNING_RATE = 1e-3
 # (measured in experiments/RESULTS.md: digits in its 5-minute budget).
 LEARNING_RATES: dict[str, float] = {"digits": 4e-3}
 # Decay of the weights' moving average in `tfp-glow train` where a preset trains best with another
-# than the CLI's default (0.99): digits' 200-odd epochs in 5 minutes gain from a longer average.
+# than the CLI's default (0.99): digits' long time-limited runs (140-250 epochs on 2 cores) gain from
+# a longer average.
 EMA_MOMENTA: dict[str, float] = {"digits": 0.995}
 
 
