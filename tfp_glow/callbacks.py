@@ -85,6 +85,11 @@ class TimeLimit(keras.callbacks.Callback):
     from the end of the one before (from the start of `fit` for the first), so it holds
     validation and the epoch-end callbacks that come before this one: put it last.
 
+    Like any callback that stops a fit early (`EarlyStopping`), it cuts short Keras's
+    `SwapEMAWeights(swap_on_epoch=True)`, which hands the averaged weights to the model only
+    after the last of `epochs`: the model then ends with the trained weights, and the
+    averages are in the checkpoints written with them swapped in.
+
     Args:
       seconds: the budget, > 0.
       start: `clock()` reading the budget counts from. Default `None`: the start of each `fit`.

@@ -809,7 +809,7 @@ def _fit(
         os.path.join(model_dir, RESUME_DIR), FLAGS.checkpoint_every, spe, _run_identity(datasets), state
     )
     fits = []  # (first epoch, epochs, batches per epoch)
-    if state is not None and not batch and state.time_limit is not None and state.time_limit == _time_limit():
+    if state is not None and not batch and state.time_limit == _time_limit():
         print(
             f"{PROGRAM}: {model_dir} has trained {epoch} epochs already, until its time limit of "
             f"{state.time_limit:g} s; pass another --time_limit (0 for none) to train it further",
