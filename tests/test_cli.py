@@ -373,6 +373,15 @@ def test_time_limit_ends_a_train_run_early(tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 1
     assert not (tmp_path / "run" / "checkpoints" / "epoch_002.keras").exists()
 
+    # Another limit (0: none) trains it on from where it ended, here to --epochs=2.
+    on = ["--epochs=2", "--time_limit=0", "--validation_split=", "--iw_samples=0"]
+    further = _cli(["train", "--model_dir=run", *TINY, *on], cwd=tmp_path, timeout=240)
+    assert further.returncode == 0, further.stderr[-3000:]
+    assert "resuming from epoch 2" in further.stderr
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 2
+    assert (tmp_path / "run" / "checkpoints" / "epoch_002.keras").is_file()
+    assert resume.load_state(str(tmp_path / "run" / "resume")).time_limit is None
+
 
 _THREADS_SCRIPT = """
 import sys
