@@ -15,9 +15,16 @@ parent reads. The configurations:
   tfp_glow_xla               the same, tf.function(jit_compile=True) (sampling, encoding too)
   tfb_glow                   tfp.bijectors.Glow(coupling_bijector_fn=GlowDefaultNetwork of the
                              same width, exit_bijector_fn=GlowDefaultExitNetwork), tf.function
-  tfp_glow_memory_efficient  tfp_glow.Glow(memory_efficient=True) (each step's input rebuilt
-                             from its output in the backward pass), tf.function; reported as
-                             "not implemented" by a tfp_glow whose Glow lacks that argument
+  tfp_glow_memory_efficient  tfp_glow.Glow(memory_efficient=True): each step's input stored,
+                             the step recomputed in the backward pass; tf.function
+  tfp_glow_reversible        tfp_glow.Glow(memory_efficient="reversible"): nothing stored per
+                             step, each input rebuilt by the exact inverse; tf.function
+A configuration that the installed tfp_glow lacks is reported as "not implemented".
+
+`--baseline=DIR` runs each tfp_glow configuration a second time with the tfp_glow of another
+checkout (DIR, imported first; the measuring code is this script's), as `NAME@baseline`, in the
+same interleaved rounds: the report then gives each configuration's step time and peak RSS over
+the baseline's, per round and their median, so that two versions compare under the same load.
 
 "Same architecture" as far as the two libraries allow: tfp_glow's coupling network has
 an ActNorm after each of its first two convolutions and an edge-bias input channel on
@@ -71,8 +78,12 @@ CONFIGS = {
     "tfp_glow": "tfp_glow, tf.function",
     "tfp_glow_xla": "tfp_glow, tf.function(jit_compile=True)",
     "tfb_glow": "tfp.bijectors.Glow, tf.function",
-    "tfp_glow_memory_efficient": "tfp_glow, memory-efficient gradients",
+    "tfp_glow_memory_efficient": "tfp_glow, memory-efficient gradients (recompute)",
+    "tfp_glow_reversible": "tfp_glow, memory-efficient gradients (reversible)",
 }
+BASELINE = "@baseline"
+# The memory_efficient argument of each tfp_glow configuration.
+MEMORY_EFFICIENT = {"tfp_glow_memory_efficient": True, "tfp_glow_reversible": "reversible"}
 
 DEFAULTS = dict(image_shape=(28, 28, 1), num_levels=2, num_steps=16, hidden_channels=128, batch_size=64)
 PRESETS = {
@@ -82,7 +93,7 @@ PRESETS = {
 NUM_BINS = 256
 LEARNING_RATE = 1e-3
 TARGET_SPEEDUP = 2.0
-OURS = ("tfp_glow", "tfp_glow_xla", "tfp_glow_memory_efficient")
+OURS = ("tfp_glow", "tfp_glow_xla", "tfp_glow_memory_efficient", "tfp_glow_reversible")
 TARGET_CEILING_FRACTION = 0.4
 
 
@@ -271,12 +282,25 @@ def worker_conv_floor(args):
     return result
 
 
-def _supports_memory_efficient():
+def _supports(memory_efficient) -> bool:
+    """Whether the installed tfp_glow's Glow takes this `memory_efficient` value."""
     import inspect
 
     import tfp_glow
 
-    return "memory_efficient" in inspect.signature(tfp_glow.Glow).parameters
+    if "memory_efficient" not in inspect.signature(tfp_glow.Glow).parameters:
+        return False
+    return memory_efficient is True or hasattr(tfp_glow, "StackedFlowSteps")
+
+
+def base_config(name: str) -> str:
+    """The configuration a (possibly `@baseline`) name runs."""
+    return name.removesuffix(BASELINE)
+
+
+def describe(name: str) -> str:
+    label = CONFIGS[base_config(name)]
+    return f"{label}, the baseline's tfp_glow" if name.endswith(BASELINE) else label
 
 
 def _build_tfp_glow(args, images, memory_efficient=False):
@@ -292,7 +316,7 @@ def _build_tfp_glow(args, images, memory_efficient=False):
         lu_decomposed=True,
         split_prior=True,
         seed=args.seed,
-        **(dict(memory_efficient=True) if memory_efficient else {}),
+        **(dict(memory_efficient=memory_efficient) if memory_efficient else {}),
     )
     glow.initialize(images)
     return glow, tfp_glow.glow_distribution(glow)
@@ -332,16 +356,19 @@ def worker_flow(args, name):
     import tfp_glow
 
     result = dict(config=name, versions=_versions(), loadavg_start=os.getloadavg())
-    if name == "tfp_glow_memory_efficient" and not _supports_memory_efficient():
-        return dict(config=name, not_implemented=True)
+    result["tfp_glow_path"] = os.path.dirname(os.path.abspath(tfp_glow.__file__))
+    name = base_config(name)
+    memory_efficient = MEMORY_EFFICIENT.get(name, False)
+    if memory_efficient and not _supports(memory_efficient):
+        return dict(config=result["config"], not_implemented=True)
     result["rss_after_import_kib"] = _rss_kib()
     images = tf.random.stateless_uniform(
         [args.batch_size, *args.image_shape], seed=[args.seed, 1], minval=-0.5, maxval=0.5
     )
     jit = name == "tfp_glow_xla"
     start = time.perf_counter()
-    if name in ("tfp_glow", "tfp_glow_xla", "tfp_glow_memory_efficient"):
-        glow, dist = _build_tfp_glow(args, images, memory_efficient=name == "tfp_glow_memory_efficient")
+    if name in OURS:
+        glow, dist = _build_tfp_glow(args, images, memory_efficient=memory_efficient)
         flops = train_flops(
             args.image_shape, args.num_levels, args.num_steps, args.hidden_channels, args.batch_size, True
         )
@@ -409,6 +436,8 @@ def worker_flow(args, name):
 
 
 def run_worker(args):
+    if args._tfp_glow_path:
+        sys.path.insert(0, args._tfp_glow_path)
     try:
         if args.intra_op_threads and args._worker != "ceiling":
             import tensorflow as tf
@@ -450,6 +479,7 @@ def _worker_command(args, name):
         f"--matmul_size={args.matmul_size}",
         f"--ceiling_runs={args.ceiling_runs}",
         f"--intra_op_threads={args.intra_op_threads}",
+        *([f"--_tfp_glow_path={os.path.abspath(args.baseline)}"] if name.endswith(BASELINE) else []),
     ]
 
 
@@ -559,7 +589,19 @@ def summarize_rounds(configs, rounds):
         name: [training_speedup(rnd.get("tfb_glow"), rnd.get(name)) for rnd in by_round] for name in ours
     }
     tfb_median = median_step_s.get("tfb_glow")
+    against_baseline = {
+        name: [
+            rnd[name]["step_s"] / rnd[name + BASELINE]["step_s"]
+            if _timed(rnd.get(name)) and _timed(rnd.get(name + BASELINE))
+            else None
+            for rnd in by_round
+        ]
+        for name in configs
+        if name + BASELINE in configs
+    }
     return dict(
+        against_baseline=against_baseline,
+        median_against_baseline={name: _median_or_none(v) for name, v in against_baseline.items()},
         results=[median_run([rnd[name] for rnd in by_round if name in rnd]) for name in configs],
         orders=[[r["config"] for r in results] for results in rounds],
         step_s=step_s,
@@ -710,7 +752,7 @@ def report(args, command, started, loadavg_start, ceiling, results, loadavg_end,
     for r in results:
         name = r["config"]
         by_name[name] = r
-        label = f"`{name}` ({CONFIGS[name]})"
+        label = f"`{name}` ({describe(name)})"
         each = f" {_ms_list(rounds['step_s'][name])} |" if rounds else ""
         if r.get("not_implemented"):
             add(f"| {label} | not implemented |{each} | | | | | | | | | | |")
@@ -756,6 +798,24 @@ def report(args, command, started, loadavg_start, ceiling, results, loadavg_end,
                 f"{tfb['sample_s'] / r['sample_s']:.2f}x, of encoding "
                 f"{tfb['encode_s'] / r['encode_s']:.2f}x; peak RSS of training "
                 f"{r['peak_rss_train_kib'] / tfb['peak_rss_train_kib']:.2f}x tfb.Glow's."
+            )
+    for name in OURS:
+        r, base = by_name.get(name), by_name.get(name + BASELINE)
+        if _timed(r) and _timed(base):
+            per_round = ""
+            if rounds and name in rounds["against_baseline"]:
+                median = _fmt(rounds["median_against_baseline"][name], ".3f")
+                per_round = (
+                    f" The median of the per-round ratios: {median}"
+                    f" ({_ratio_list(rounds['against_baseline'][name])})."
+                )
+            add(
+                f"- `{name}` against `{name}{BASELINE}` (this tfp_glow / the baseline's): ms / step "
+                f"{r['step_s'] / base['step_s']:.3f} "
+                f"({r['step_s'] * 1e3:.0f} / {base['step_s'] * 1e3:.0f} ms), "
+                f"peak RSS of training {r['peak_rss_train_kib'] / base['peak_rss_train_kib']:.3f} "
+                f"({r['peak_rss_train_kib'] / 1024:.0f} / {base['peak_rss_train_kib'] / 1024:.0f} MiB), "
+                f"graph ops {r['graph_ops']} / {base['graph_ops']}.{per_round}"
             )
     for name in (*OURS, "tfb_glow"):
         r = by_name.get(name)
@@ -847,7 +907,13 @@ def parse_args(argv=None):
     )
     parser.add_argument("--worker_timeout", type=float, default=3600.0, help="seconds per subprocess")
     parser.add_argument("--json", default=None, help="also write all measurements to this file")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="a checkout of another tfp_glow: each tfp_glow configuration also runs with it (NAME@baseline)",
+    )
     parser.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--_tfp_glow_path", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     resolved = dict(DEFAULTS)
     if args.preset:
@@ -870,6 +936,10 @@ def parse_args(argv=None):
         parser.error("--steps must be >= 1")
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1; got {args.rounds}")
+    if args.baseline is not None:
+        if not os.path.isdir(os.path.join(args.baseline, "tfp_glow")):
+            parser.error(f"--baseline must be a checkout with a tfp_glow package; got {args.baseline}")
+        args.configs += [f"{name}{BASELINE}" for name in args.configs if name in OURS]
     return args
 
 

@@ -2,14 +2,13 @@
 
     python experiments/memory.py [--steps_per_level=4,32] [--image_shape=28,28,1] [--num_levels=2]
                                  [--hidden_channels=128] [--batch_size=64] [--steady_steps=5]
-                                 [--gradients=plain,memory_efficient] [--grappler=on]
+                                 [--gradients=plain,memory_efficient,reversible] [--grappler=on]
                                  [--allocator=default|bfc|malloc] [--no-malloc_trim]
 
 Each configuration trains (loss, gradients, Adam update in one tf.function) in its
 own process: one first step, which includes TensorFlow's graph optimization
 (Grappler) and executor setup, then `--steady_steps` more. It reports the process's
-peak RSS (ru_maxrss; the ratio K=32 / K=4 is the figure of the performance issue's
-target, at most 1.3 with memory-efficient gradients), the current RSS at each stage,
+peak RSS (ru_maxrss; the ratio K=32 / K=4 says how memory grows with depth), the current RSS at each stage,
 and the steady state: the peak of the current RSS, sampled every 5 ms in a
 background thread during steps 2..N, minus the current RSS just before step 2.
 Before that baseline, free heap pages are returned to the system (glibc's
@@ -188,6 +187,10 @@ def _worker(config: dict) -> dict:
     return result
 
 
+# --gradients names: the `memory_efficient` argument of Glow each one trains with.
+GRADIENTS = {"plain": False, "memory_efficient": True, "reversible": "reversible"}
+
+
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b > 0 else "n/a"
 
@@ -202,7 +205,9 @@ def main() -> None:
     parser.add_argument("--hidden_channels", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--steady_steps", type=int, default=5, help="train steps measured after the first")
-    parser.add_argument("--gradients", default="plain,memory_efficient")
+    parser.add_argument(
+        "--gradients", default="plain,memory_efficient,reversible", help=f"of {list(GRADIENTS)}"
+    )
     parser.add_argument("--grappler", default="on", help="on, off, or on,off")
     parser.add_argument("--allocator", default="default", choices=["default", "bfc", "malloc"])
     parser.add_argument("--malloc_trim", action=argparse.BooleanOptionalAction, default=True)
@@ -214,6 +219,9 @@ def main() -> None:
     if args.steady_steps < 1:
         parser.error(f"--steady_steps must be at least 1. Received: steady_steps={args.steady_steps}")
     ks = [int(n) for n in args.steps_per_level.split(",")]
+    unknown = [g for g in args.gradients.split(",") if g not in GRADIENTS]
+    if unknown:
+        parser.error(f"--gradients must be of {list(GRADIENTS)}. Received: {unknown}")
     rows = []
     for grappler in args.grappler.split(","):
         for gradients in args.gradients.split(","):
@@ -225,7 +233,7 @@ def main() -> None:
                     hidden_channels=args.hidden_channels,
                     batch_size=args.batch_size,
                     steady_steps=args.steady_steps,
-                    memory_efficient=gradients == "memory_efficient",
+                    memory_efficient=GRADIENTS[gradients],
                     grappler=grappler,
                     allocator=args.allocator,
                     malloc_trim=args.malloc_trim,

@@ -24,14 +24,15 @@ def perturb(module: tf.Module, seed: int = 0, scale: float = 0.1) -> None:
         v.assign_add((scale * rng.standard_normal(v.shape)).astype(v.dtype.as_numpy_dtype))
 
 
-def plain_and_memory_efficient(dtype, perturbation: float, **kwargs):
+def plain_and_memory_efficient(dtype, perturbation: float, memory_efficient=True, **kwargs):
     """(plain Glow, memory-efficient Glow with the same weights, their images [6, *image_shape]).
 
     Initialized on the images, then every variable moved by `perturbation` (zero
     output layers would hide most of the networks)."""
     config = dict(image_shape=(8, 8, 2), num_levels=2, num_steps=3, hidden_channels=8, seed=3, dtype=dtype)
     config.update(kwargs)
-    plain, recomputing = tfp_glow.Glow(**config), tfp_glow.Glow(**config, memory_efficient=True)
+    plain = tfp_glow.Glow(**config)
+    recomputing = tfp_glow.Glow(**config, memory_efficient=memory_efficient)
     images = tf.random.stateless_uniform([6, *config["image_shape"]], [1, 2], -0.5, 0.5, dtype)
     plain.initialize(images)
     perturb(plain, seed=5, scale=perturbation)

@@ -32,10 +32,10 @@ def one_step(strategy):
         model = tfp_glow.GlowModel.from_preset("digits", **CONFIG)
         model.compile(optimizer=keras.optimizers.SGD(0.1))
     model.initialize(images)
-    # Step k's log_scale is slice k of its level's stacked variable.
-    log_scale = model.bijector.actnorms[0].log_scale
-    replicas = strategy.experimental_local_results(log_scale.stacked)
-    actnorm = [np.asarray(r)[log_scale.index].tolist() for r in replicas]
+    # The first step's log_scale is slice 0 of its level's stacked variable.
+    log_scale = model.bijector.steps[0].params["actnorm"]["log_scale"]
+    replicas = strategy.experimental_local_results(log_scale)
+    actnorm = [np.asarray(r)[0].tolist() for r in replicas]
     before = [v.numpy() for v in model.bijector.trainable_variables]
     # The bin centre instead of dequantization noise: two replicas draw noise for
     # two half batches, one replica for the whole; the averaging is what is tested.

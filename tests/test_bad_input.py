@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (the table of cases: one case a line)
-"""Every public entry point refuses bad input with an error that names it (issue 6).
+"""Every public entry point refuses bad input with an error that names it.
 
 One table: (entry point, bad input, expected exception type, a regex of the message that
 names the received value and what was expected). Static problems are `ValueError` /
@@ -29,12 +29,12 @@ from tfp_glow import (
     ActNorm,
     AffineCoupling,
     ChannelPermutation,
+    Expand,
     FlowStep,
     Glow,
     GlowModel,
     InvertibleConv1x1,
     SplitPrior,
-    Squeeze,
     TopPrior,
     bits_per_dim,
     cli,
@@ -133,7 +133,7 @@ CASES = [
     ("coupling-scale-fn", lambda e: AffineCoupling(4, scale_fn="softplus"), ValueError, r"one of \('sigmoid', 'exp'\).*Received: scale_fn='softplus'"),
     ("coupling-log-scale-bound", lambda e: AffineCoupling(4, log_scale_bound=-1.0), ValueError, r"positive.*Received: log_scale_bound=-1\.0"),
     ("coupling-hidden-0", lambda e: AffineCoupling(4, hidden_channels=0), ValueError, r"positive integer.*Received: hidden_channels=0"),
-    ("squeeze-factor-0", lambda e: Squeeze(0), ValueError, r"positive integer.*Received: factor=0"),
+    ("expand-factor-0", lambda e: Expand(0), ValueError, r"positive integer.*Received: factor=0"),
     ("split-prior-channels-1", lambda e: SplitPrior(1), ValueError, r"integer >= 2.*Received: channels=1"),
     ("top-prior-channels-0", lambda e: TopPrior(0), ValueError, r"positive integer.*Received: channels=0"),
     ("flow-step-coupling", lambda e: FlowStep(4, coupling="volume"), ValueError, r"one of \('affine', 'additive'\).*Received: coupling='volume'"),
@@ -155,10 +155,10 @@ CASES = [
     ("permutation-channels", lambda e: ChannelPermutation(3).forward(_zeros([1, 2, 2, 4])), ValueError, r"expects 3 channels.*Received: shape=\[1, 2, 2, 4\]"),
     ("coupling-rank", lambda e: AffineCoupling(4, hidden_channels=2).forward(_zeros([2, 4])), ValueError, r"\[\.\.\., height, width, 4\].*Received: shape=\[2, 4\]"),
     ("coupling-channels", lambda e: AffineCoupling(4, hidden_channels=2).inverse(_zeros([1, 2, 2, 6])), ValueError, r"expects 4 channels.*Received: shape=\[1, 2, 2, 6\]"),
-    ("squeeze-odd-height", lambda e: Squeeze().forward(_zeros([1, 3, 4, 1])), ValueError, r"divisible by 2.*Received: shape=\[1, 3, 4, 1\]"),
-    ("squeeze-rank", lambda e: Squeeze().forward(_zeros([4, 4])), ValueError, r"\[\.\.\., height, width, channels\].*Received: shape=\[4, 4\]"),
-    ("squeeze-inverse-rank", lambda e: Squeeze().inverse(_zeros([4])), ValueError, r"Received: shape=\[4\]"),
-    ("squeeze-inverse-channels", lambda e: Squeeze().inverse(_zeros([1, 2, 2, 3])), ValueError, r"channels divisible by 4.*Received: shape=\[1, 2, 2, 3\]"),
+    ("expand-inverse-odd-height", lambda e: Expand().inverse(_zeros([1, 3, 4, 1])), ValueError, r"divisible by 2.*Received: shape=\[1, 3, 4, 1\]"),
+    ("expand-inverse-rank", lambda e: Expand().inverse(_zeros([4, 4])), ValueError, r"\[\.\.\., height, width, channels\].*Received: shape=\[4, 4\]"),
+    ("expand-rank", lambda e: Expand().forward(_zeros([4])), ValueError, r"Received: shape=\[4\]"),
+    ("expand-channels", lambda e: Expand().forward(_zeros([1, 2, 2, 3])), ValueError, r"channels divisible by 4.*Received: shape=\[1, 2, 2, 3\]"),
     ("split-prior-channels", lambda e: SplitPrior(4).forward(_zeros([1, 2, 2, 3])), ValueError, r"expects 4 channels.*Received: shape=\[1, 2, 2, 3\]"),
     ("top-prior-channels", lambda e: TopPrior(2).inverse(_zeros([1, 2, 2, 3])), ValueError, r"expects 2 channels.*Received: shape=\[1, 2, 2, 3\]"),
     ("flow-step-channels", lambda e: FlowStep(4, hidden_channels=2).forward(_zeros([1, 2, 2, 2])), ValueError, r"expects 4 channels.*Received: shape=\[1, 2, 2, 2\]"),
@@ -173,7 +173,7 @@ CASES = [
     ("actnorm-uninitialized", lambda e: ActNorm(2, validate_args=True).forward(_zeros([1, 2, 2, 2])), IAE, r"used before initialization: call initialize"),
     ("actnorm-dynamic-channels", lambda e: _dynamic(e.actnorm.forward, 4)(_zeros([1, 2, 2, 3])), IAE, r"expects 2 channels.*\[3\]"),
     ("conv1x1-dynamic-channels", lambda e: _dynamic(InvertibleConv1x1(4, validate_args=True).forward, 4)(_zeros([1, 2, 2, 3])), IAE, r"expects 4 channels.*\[3\]"),
-    ("squeeze-dynamic-odd-width", lambda e: _dynamic(Squeeze(validate_args=True).forward, 4)(_zeros([1, 4, 5, 1])), IAE, r"height and width must be divisible by 2"),
+    ("expand-dynamic-odd-width", lambda e: _dynamic(Expand(validate_args=True).inverse, 4)(_zeros([1, 4, 5, 1])), IAE, r"height and width must be divisible by 2"),
     ("actnorm-nan", lambda e: e.actnorm.forward(_full([1, 2, 2, 2], np.nan)), IAE, r"expects finite input; Received: a tensor with NaN or Inf"),
     ("coupling-inf", lambda e: AffineCoupling(4, hidden_channels=2, validate_args=True).inverse(_full([1, 2, 2, 4], np.inf)), IAE, r"expects finite input; Received: a tensor with NaN or Inf"),
     ("glow-image-nan", lambda e: e.glow.inverse(_full([1, *IMAGE], np.nan)), IAE, r"glow.*expects finite input; Received: a tensor with NaN"),
@@ -292,7 +292,7 @@ def test_the_table_covers_every_public_entry_point():
         "conv1x1",
         "permutation",
         "coupling",
-        "squeeze",
+        "expand",
         "split-prior",
         "top-prior",
         "flow-step",

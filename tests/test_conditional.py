@@ -9,134 +9,83 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfp_glow
-from tests.bijector_test_util import MODES, compile_fn, forward_jacobian_log_det, fresh, perturb
+from tests.bijector_cases import CASES, NUM_CLASSES, names, shared
+from tests.bijector_test_util import fresh
 from tfp_glow import data
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
-NUM_CLASSES = 3
 TINY = dict(num_levels=2, num_steps=1, hidden_channels=8, seed=0)
-
-# name -> (factory(dtype) -> conditional bijector, forward input event shape)
-CASES = {
-    "top_prior": (lambda dtype: tfp_glow.TopPrior(4, num_classes=NUM_CLASSES, dtype=dtype), (4, 4, 4)),
-    "split_prior": (lambda dtype: tfp_glow.SplitPrior(4, num_classes=NUM_CLASSES, dtype=dtype), (4, 4, 4)),
-    "glow": (
-        lambda dtype: tfp_glow.Glow(
-            (4, 4, 2),
-            num_levels=2,
-            num_steps=1,
-            hidden_channels=8,
-            learn_top_prior=True,
-            num_classes=NUM_CLASSES,
-            conditional_split_priors=True,
-            seed=5,
-            dtype=dtype,
-        ),
-        (32,),
-    ),
-}
+# The conditional bijectors of the registry; the generic contract (test_bijector_contract.py)
+# runs them with labels too.
+CONDITIONAL = names(lambda case: case.conditional)
 
 
-def make(name, dtype=tf.float64, seed=0):
-    """A conditional bijector with every parameter (class projections included) moved off zero."""
-    factory, event_shape = CASES[name]
-    bijector = factory(dtype)
-    if isinstance(bijector, tfp_glow.Glow):
-        images = tf.random.stateless_uniform((8, *bijector.image_shape), [seed, 1], -0.5, 0.5, dtype)
-        bijector.initialize(images, labels=tf.zeros([8], tf.int32))
-        perturb(bijector, seed, scale=0.02)
-    else:
-        perturb(bijector, seed)
-    return bijector, event_shape
+def test_every_conditional_bijector_is_in_the_registry():
+    assert {"glow_conditional", "split_prior_conditional", "top_prior_conditional"} <= set(CONDITIONAL)
 
 
-def sample_input(event_shape, batch_shape, dtype, seed=0):
-    return tf.random.stateless_normal((*batch_shape, *event_shape), [seed, 7], dtype=dtype)
+@pytest.mark.parametrize("name", CONDITIONAL)
+def test_the_log_det_depends_on_the_class(name):
+    case = CASES[name]
+    bijector = shared(name)
+    x = case.sample_input([1], tf.float64)
+    # The same input, one copy per class: the classes' log-dets differ.
+    same_x = tf.repeat(x, NUM_CLASSES, axis=0)
+    per_class = bijector.forward_log_det_jacobian(
+        same_x, event_ndims=len(case.event_shape), labels=tf.range(NUM_CLASSES)
+    )
+    assert len(set(np.round(per_class.numpy(), 6))) == NUM_CLASSES
 
 
-def sample_labels(batch_shape, seed=0):
-    return tf.random.stateless_uniform(batch_shape, [seed, 3], 0, NUM_CLASSES, dtype=tf.int32)
-
-
-# The bijector contract, with labels.
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_log_det_equals_autodiff_jacobian_given_labels(name):
-    bijector, event_shape = make(name)
-    x = sample_input(event_shape, [3], tf.float64)
-    labels = tf.constant([0, 1, 2])
-    expected = forward_jacobian_log_det(bijector, x, len(event_shape), labels=labels)
-    actual = bijector.forward_log_det_jacobian(fresh(x), event_ndims=len(event_shape), labels=labels)
-    np.testing.assert_allclose(actual.numpy(), expected, rtol=1e-6, atol=1e-9)
-    # The Jacobian depends on the class: the classes' log-dets differ for the same input.
-    same_x = tf.repeat(x[:1], 3, axis=0)
-    per_class = bijector.forward_log_det_jacobian(same_x, event_ndims=len(event_shape), labels=labels)
-    assert len(set(np.round(per_class.numpy(), 6))) == 3
-
-
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("dtype", [tf.float32, tf.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_round_trip_and_log_det_sign_given_labels(name, dtype, mode):
-    bijector, event_shape = make(name, dtype)
-    event_ndims = len(event_shape)
-    out_ndims = bijector.forward_event_shape(event_shape).rank
-    x = sample_input(event_shape, [3], dtype)
+@pytest.mark.parametrize("name", CONDITIONAL)
+def test_another_label_gives_another_output_for_the_same_input(name):
+    case = CASES[name]
+    bijector = shared(name)
+    x = case.sample_input([3], tf.float64)
     labels = tf.constant([2, 0, 1])
-
-    def forward(x, labels):
-        return (
-            bijector.forward(x, labels=labels),
-            bijector.forward_log_det_jacobian(x, event_ndims=event_ndims, labels=labels),
-        )
-
-    def inverse(y, labels):
-        return (
-            bijector.inverse(y, labels=labels),
-            bijector.inverse_log_det_jacobian(y, event_ndims=out_ndims, labels=labels),
-        )
-
-    forward, inverse = compile_fn(forward, mode), compile_fn(inverse, mode)
-    y, fldj = forward(x, labels)
-    x_back, ildj = inverse(fresh(y), labels)
-    tol = 1e-4 if dtype == tf.float32 else 1e-10
-    np.testing.assert_allclose(x_back.numpy(), x.numpy(), atol=tol)
-    np.testing.assert_allclose(fldj.numpy(), -ildj.numpy(), rtol=tol, atol=tol)
-    # Another label gives another image for the same noise.
-    y_other, _ = forward(x, (labels + 1) % NUM_CLASSES)
-    assert np.max(np.abs(y_other.numpy() - y.numpy())) > 1e-3
+    y = bijector.forward(x, labels=labels)
+    y_other = bijector.forward(fresh(x), labels=(labels + 1) % NUM_CLASSES)
+    assert np.min(np.max(np.abs(y_other.numpy() - y.numpy()).reshape(3, -1), axis=1)) > 1e-3
 
 
 @pytest.mark.parametrize("batch_shape", [[], [3], [2, 3]], ids=["none", "N", "NxM"])
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_batch_shapes_and_one_label_for_the_batch(name, batch_shape):
-    bijector, event_shape = make(name)
-    x = sample_input(event_shape, batch_shape, tf.float64)
-    labels = sample_labels(batch_shape)
-    y = bijector.forward(x, labels=labels)
-    assert y.shape == (*batch_shape, *bijector.forward_event_shape(event_shape))
-    fldj = bijector.forward_log_det_jacobian(x, event_ndims=len(event_shape), labels=labels)
-    assert fldj.shape == tuple(batch_shape)
-    np.testing.assert_allclose(bijector.inverse(fresh(y), labels=labels).numpy(), x.numpy(), atol=1e-10)
-    # A scalar label conditions every batch member on that class.
-    y_scalar = bijector.forward(fresh(x), labels=tf.constant(1))
+@pytest.mark.parametrize("name", CONDITIONAL)
+def test_a_scalar_label_conditions_the_whole_batch(name, batch_shape):
+    case = CASES[name]
+    bijector = shared(name)
+    x = case.sample_input(batch_shape, tf.float64)
+    y_scalar = bijector.forward(x, labels=tf.constant(1))
     y_filled = bijector.forward(fresh(x), labels=tf.fill(batch_shape, 1))
     np.testing.assert_allclose(y_scalar.numpy(), y_filled.numpy(), atol=1e-12)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_untrained_conditional_prior_is_the_unconditional_one(name):
-    factory, event_shape = CASES[name]
-    bijector = factory(tf.float64)
-    x = sample_input(event_shape, [3], tf.float64)
-    if isinstance(bijector, tfp_glow.Glow):
-        images = tf.random.stateless_uniform((8, *bijector.image_shape), [0, 1], -0.5, 0.5, tf.float64)
-        bijector.initialize(images, labels=tf.zeros([8], tf.int32))
-    outputs = [bijector.forward(fresh(x), labels=tf.fill([3], k)).numpy() for k in range(NUM_CLASSES)]
-    for out in outputs[1:]:
-        np.testing.assert_array_equal(out, outputs[0])
+def _unconditional_twin(name):
+    """The unconditional bijector of the conditional case `name`'s architecture."""
+    if name == "glow_conditional":
+        return CASES["glow"].factory(tf.float64, False)
+    return CASES[name.removesuffix("_conditional")].factory(tf.float64, False)
+
+
+@pytest.mark.parametrize("name", CONDITIONAL)
+def test_untrained_conditional_bijector_is_the_unconditional_one(name):
+    case = CASES[name]
+    conditional = case.factory(tf.float64, False)
+    unconditional = _unconditional_twin(name)
+    # The same initial weights: every variable of the unconditional one has a twin.
+    twins = {v.name: v for v in unconditional.variables}
+    assert set(twins) < {v.name for v in conditional.variables}
+    x = case.sample_input([3], tf.float64)
+    if case.is_glow:
+        images = case.initialization_batch(conditional, tf.float64)
+        conditional.initialize(images, labels=tf.zeros([8], tf.int32))
+        unconditional.initialize(images)
+    for v in conditional.variables:
+        if v.name in twins:
+            np.testing.assert_array_equal(v.numpy(), twins[v.name].numpy())
+    expected = unconditional.forward(x).numpy()
+    for k in range(NUM_CLASSES):
+        np.testing.assert_array_equal(conditional.forward(fresh(x), labels=tf.fill([3], k)).numpy(), expected)
 
 
 def test_top_prior_class_projection_shifts_mean_and_log_scale():
@@ -153,35 +102,8 @@ def test_top_prior_class_projection_shifts_mean_and_log_scale():
     np.testing.assert_allclose(fldj.numpy(), [9 * (0.5 - 0.5)])
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_composes_with_tfp_through_bijector_kwargs(name):
-    bijector, event_shape = make(name)
-    base = tfd.Sample(tfd.Normal(tf.constant(0.0, tf.float64), 1.0), event_shape)
-    dist = tfd.TransformedDistribution(base, bijector)
-    labels = tf.constant([1, 2])
-    y = dist.sample(2, seed=(1, 2), bijector_kwargs={"labels": labels})
-    np.testing.assert_allclose(
-        y.numpy(), bijector.forward(base.sample(2, seed=(1, 2)), labels=labels).numpy(), atol=1e-12
-    )
-    out_ndims = bijector.forward_event_shape(event_shape).rank
-    expected = base.log_prob(bijector.inverse(fresh(y), labels=labels)) + bijector.inverse_log_det_jacobian(
-        fresh(y), event_ndims=out_ndims, labels=labels
-    )
-    np.testing.assert_allclose(
-        dist.log_prob(fresh(y), bijector_kwargs={"labels": labels}).numpy(), expected.numpy(), rtol=1e-10
-    )
-    # tfb.Chain routes kwargs by bijector name.
-    chain = tfb.Chain([tfb.Shift(tf.constant(0.25, tf.float64), name="shift"), bijector])
-    x = base.sample(2, seed=(3, 4))
-    np.testing.assert_allclose(
-        chain.forward(x, **{bijector.name: {"labels": labels}}).numpy(),
-        bijector.forward(fresh(x), labels=labels).numpy() + 0.25,
-        atol=1e-10,
-    )
-
-
 def test_bijector_label_errors():
-    conditional, _ = make("top_prior")
+    conditional = shared("top_prior_conditional")
     x = tf.zeros([2, 4, 4, 4], tf.float64)
     with pytest.raises(ValueError, match=r"class-conditional \(num_classes=3\).*Received: labels=None"):
         conditional.forward(x)
@@ -191,7 +113,7 @@ def test_bijector_label_errors():
         tfp_glow.TopPrior(4, dtype=tf.float64).forward(x, labels=[0, 1])
     with pytest.raises(ValueError, match=r"not class-conditional \(num_classes=None\)"):
         tfp_glow.SplitPrior(4, dtype=tf.float64).inverse(x, labels=[0, 1])
-    glow, _ = make("glow")
+    glow = shared("glow_conditional")
     with pytest.raises(ValueError, match=r"bijector_kwargs=\{'labels': labels\}"):
         glow.inverse(tf.zeros([2, 4, 4, 2], tf.float64))
     unconditional = tfp_glow.Glow((4, 4, 2), 2, 1, 8, learn_top_prior=True, dtype=tf.float64)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfp_glow.networks.conv import border_map, conv2d
+from tfp_glow.functional.conv import border_map, conv2d
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5])

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from tests.bijector_test_util import fresh, perturb
-from tfp_glow import AffineCoupling
+from tfp_glow import AffineCoupling, CouplingNetwork
+from tfp_glow.functional import conv
 
 SHAPE = [2, 4, 4, 4]  # C_a = C_b = 2
 
@@ -216,3 +217,26 @@ def test_initialize_initializes_the_conditioner_actnorms():
     # The zero-initialized output conv keeps it the identity; initialize returns inverse(y).
     np.testing.assert_allclose(z.numpy(), coupling.inverse(fresh(y)).numpy(), atol=1e-6)
     np.testing.assert_allclose(z.numpy(), y.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [[2, 5, 6, 2], [3, 2, 4, 4, 2]], ids=["NHWC", "leading-dims"])
+def test_the_folded_network_equals_the_unfolded_one_with_perturbed_actnorms(shape):
+    """The conditioner folds its ActNorms into the convolutions and adds the edge-bias border
+    term as a bias: the same map as the paper's network written out step by step."""
+    network = CouplingNetwork(2, 4, hidden_channels=6, seed=3, dtype=tf.float64)
+    x = tf.random.stateless_normal(shape, [4, 5], dtype=tf.float64)
+    network.initialize(x)
+    perturb(network, seed=6, scale=0.3)  # every ActNorm, kernel and the zero convolution off its start
+    assert np.max(np.abs(network.actnorm_in.log_scale.numpy())) > 0.1
+
+    def actnorm_inverse(actnorm, h):
+        return (h - actnorm.loc) * tf.exp(-actnorm.log_scale)
+
+    h = tf.nn.relu(
+        actnorm_inverse(network.actnorm_in, conv.conv2d(x, network.conv_in.kernel, edge_bias=True))
+    )
+    h = tf.nn.relu(actnorm_inverse(network.actnorm_hidden, conv.conv2d(h, network.conv_hidden.kernel)))
+    out = network.conv_out
+    expected = (conv.conv2d(h, out.kernel, edge_bias=True) + out.bias) * tf.exp(3.0 * out.logs)
+    np.testing.assert_allclose(network(x).numpy(), expected.numpy(), rtol=1e-10, atol=1e-12)
+    assert np.max(np.abs(expected.numpy())) > 0.1

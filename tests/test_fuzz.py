@@ -1,4 +1,4 @@
-"""Fuzz tests (hypothesis, bounded) of the bijectors and the data pipeline (issue 6).
+"""Fuzz tests (hypothesis, bounded) of the bijectors and the data pipeline.
 
 Bijectors: for valid input of any batch shape, dtype and values, the round trip is exact and
 finite and the log-dets are finite and agree; for arbitrary input (any rank, size, dtype,
@@ -7,12 +7,12 @@ documented errors: ValueError/TypeError for static problems, InvalidArgumentErro
 tensor-valued ones. Data: `.npz` files and image folders of random shapes, dtypes and values
 either load as exactly the integer images written, or raise the documented error.
 
-Each bijector is built once per configuration and run eagerly, so no example retraces.
+The bijectors are the registry's (tests/bijector_cases.py), each built once per configuration
+and run eagerly, so no example retraces.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 
@@ -23,18 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tfp_glow import (
-    ActNorm,
-    AffineCoupling,
-    ChannelPermutation,
-    FlowStep,
-    Glow,
-    InvertibleConv1x1,
-    SplitPrior,
-    Squeeze,
-    TopPrior,
-    data,
-)
+from tests.bijector_cases import CASES, names, shared
+from tfp_glow import data
 
 FUZZ = settings(
     max_examples=25,
@@ -44,84 +34,21 @@ FUZZ = settings(
 )
 DOCUMENTED = (ValueError, TypeError, tf.errors.InvalidArgumentError)
 
-KINDS = (
-    "actnorm",
-    "conv1x1",
-    "conv1x1_free",
-    "reverse",
-    "shuffle",
-    "affine",
-    "affine_exp",
-    "additive",
-    "squeeze",
-    "split_prior",
-    "top_prior",
-    "flow_step",
-)
+# Every bijector of the registry on images (the Glows are fuzzed below, on their own shapes).
+KINDS = names(lambda case: not case.is_glow)
 DTYPES = {"float32": tf.float32, "float64": tf.float64}
 # Round-trip tolerance relative to the input's magnitude.
 RTOL = {"float32": 2e-4, "float64": 1e-10}
 
 
-@functools.cache
-def bijector(kind: str, channels: int, dtype_name: str, validate_args: bool = False):
-    """A bijector of `kind`, initialized and with every parameter moved off its initial value."""
-    dtype = DTYPES[dtype_name]
-    common = dict(validate_args=validate_args)
-    if kind == "actnorm":
-        b = ActNorm(channels, dtype=dtype, **common)
-    elif kind in ("conv1x1", "conv1x1_free"):
-        b = InvertibleConv1x1(channels, lu_decomposed=kind == "conv1x1", seed=1, dtype=dtype, **common)
-    elif kind in ("reverse", "shuffle"):
-        b = ChannelPermutation(channels, kind=kind, seed=1, **common)
-    elif kind in ("affine", "affine_exp", "additive"):
-        b = AffineCoupling(
-            channels,
-            hidden_channels=4,
-            additive=kind == "additive",
-            scale_fn="exp" if kind == "affine_exp" else "sigmoid",
-            seed=1,
-            dtype=dtype,
-            **common,
-        )
-    elif kind == "squeeze":
-        b = Squeeze(2, **common)
-    elif kind == "split_prior":
-        b = SplitPrior(channels, dtype=dtype, **common)
-    elif kind == "top_prior":
-        b = TopPrior(channels, dtype=dtype, **common)
-    else:
-        b = FlowStep(channels, hidden_channels=4, seed=1, dtype=dtype, **common)
-    init = tf.random.stateless_normal([8, 4, 4, channels], seed=[1, 2], dtype=dtype)
-    if hasattr(b, "initialize"):
-        b.initialize(init)
-    rng = np.random.default_rng(3)
-    # Moderate where a coupling network is inside: its sigmoid scale far below 1 makes the
-    # generative direction divide by it, amplifying float round-off (test_numerical_safety.py).
-    spread = 0.05 if kind in ("affine", "affine_exp", "additive", "flow_step") else 0.3
-    for v in b.trainable_variables:
-        v.assign_add((spread * rng.standard_normal(v.shape)).astype(v.dtype.as_numpy_dtype))
-    return b
+def bijector(kind: str, dtype_name: str, validate_args: bool = False):
+    """The registry's bijector of `kind`, initialized, every parameter moved off its initial value."""
+    return shared(kind, DTYPES[dtype_name], validate_args)
 
 
-@functools.cache
-def glow(dtype_name: str, validate_args: bool = False) -> Glow:
-    g = Glow(
-        (4, 4, 2),
-        num_levels=2,
-        num_steps=1,
-        hidden_channels=4,
-        learn_top_prior=True,
-        seed=0,
-        dtype=DTYPES[dtype_name],
-        validate_args=validate_args,
-    )
-    g.initialize(tf.random.stateless_uniform([8, 4, 4, 2], seed=[0, 1], dtype=DTYPES[dtype_name]) - 0.5)
-    rng = np.random.default_rng(4)
-    for v in g.trainable_variables:
-        # Moderate: a sigmoid scale far below 1 loses x_b to round-off (test_numerical_safety.py).
-        v.assign_add((0.02 * rng.standard_normal(v.shape)).astype(v.dtype.as_numpy_dtype))
-    return g
+def kwargs(kind: str, batch_shape=()) -> dict:
+    """The conditioning keyword arguments `kind` needs, for inputs of batch shape `batch_shape`."""
+    return CASES[kind].kwargs(batch_shape)
 
 
 def _assert_close(actual, expected, dtype_name):
@@ -134,7 +61,7 @@ def valid_images(draw):
     """(kind, dtype name, images [*batch, H, W, C]) of finite values for a bijector of kind."""
     kind = draw(st.sampled_from(KINDS))
     dtype_name = draw(st.sampled_from(sorted(DTYPES)))
-    channels = draw(st.sampled_from([2, 3, 4]))
+    channels = CASES[kind].event_shape[-1]
     batch = draw(st.sampled_from([(), (1,), (3,), (2, 1)]))
     height, width = draw(st.sampled_from([2, 4])), draw(st.sampled_from([2, 4]))
     magnitude = draw(st.sampled_from([1e-3, 1.0, 10.0]))
@@ -152,11 +79,13 @@ def valid_images(draw):
 @given(valid_images())
 def test_bijectors_round_trip_valid_input_exactly_with_finite_log_det(case):
     kind, dtype_name, x = case
-    b = bijector(kind, x.shape[-1], dtype_name)
+    b = bijector(kind, dtype_name)
+    conditioning = kwargs(kind, x.shape[:-3])
 
-    y, fldj = b.forward(tf.constant(x)), b.forward_log_det_jacobian(tf.constant(x), event_ndims=3)
-    x_again = b.inverse(tf.constant(y.numpy()))  # a fresh tensor: TFP's cache cannot answer
-    ildj = b.inverse_log_det_jacobian(tf.constant(y.numpy()), event_ndims=3)
+    y = b.forward(tf.constant(x), **conditioning)
+    fldj = b.forward_log_det_jacobian(tf.constant(x), event_ndims=3, **conditioning)
+    x_again = b.inverse(tf.constant(y.numpy()), **conditioning)  # a fresh tensor: TFP's cache cannot answer
+    ildj = b.inverse_log_det_jacobian(tf.constant(y.numpy()), event_ndims=3, **conditioning)
 
     assert y.dtype == DTYPES[dtype_name] and np.all(np.isfinite(y.numpy()))
     _assert_close(x_again.numpy(), x, dtype_name)
@@ -177,7 +106,7 @@ def test_bijectors_round_trip_valid_input_exactly_with_finite_log_det(case):
     magnitude=st.sampled_from([1e-4, 0.1, 0.5]),  # images in the documented [-0.5, 0.5]
 )
 def test_glow_round_trip_and_log_prob_are_finite(dtype_name, batch, seed, magnitude):
-    g = glow(dtype_name)
+    g = shared("glow", DTYPES[dtype_name])
     dtype = DTYPES[dtype_name]
     images = magnitude * tf.random.stateless_uniform([*batch, 4, 4, 2], [seed, 0], -1.0, 1.0, dtype=dtype)
 
@@ -208,17 +137,14 @@ def arbitrary_tensors(draw):
 
 
 @FUZZ
-@given(
-    kind=st.sampled_from(KINDS),
-    channels=st.sampled_from([2, 4]),
-    direction=st.sampled_from(["forward", "inverse"]),
-    x=arbitrary_tensors(),
-)
-def test_bijectors_refuse_arbitrary_input_only_with_documented_errors(kind, channels, direction, x):
-    b = bijector(kind, channels, "float32", validate_args=True)
+@given(kind=st.sampled_from(KINDS), direction=st.sampled_from(["forward", "inverse"]), x=arbitrary_tensors())
+def test_bijectors_refuse_arbitrary_input_only_with_documented_errors(kind, direction, x):
+    b = bijector(kind, "float32", validate_args=True)
+    # One label for the whole batch, whatever its shape.
+    conditioning = {k: tf.constant(1) if k == "labels" else v for k, v in kwargs(kind).items()}
     try:
-        y = getattr(b, direction)(x)
-        log_det = getattr(b, f"{direction}_log_det_jacobian")(x, event_ndims=3)
+        y = getattr(b, direction)(x, **conditioning)
+        log_det = getattr(b, f"{direction}_log_det_jacobian")(x, event_ndims=3, **conditioning)
     except DOCUMENTED:
         return
     # Accepted: it was a valid input (an image batch of finite values), so the answer is finite.
@@ -231,7 +157,7 @@ def test_bijectors_refuse_arbitrary_input_only_with_documented_errors(kind, chan
 @FUZZ
 @given(direction=st.sampled_from(["forward", "inverse"]), x=arbitrary_tensors())
 def test_glow_refuses_arbitrary_input_only_with_documented_errors(direction, x):
-    g = glow("float32", validate_args=True)
+    g = shared("glow", tf.float32, validate_args=True)
     try:
         y = getattr(g, direction)(x)
     except DOCUMENTED:

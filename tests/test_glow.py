@@ -79,7 +79,7 @@ def test_initialize_normalizes_every_actnorm_on_real_activations_and_is_idempote
     glow.initialize(x)
     assert all(bool(a.initialized.numpy()) for a in actnorms)
     # The first step's ActNorm output is normalized per channel.
-    first = glow.steps[0][0].actnorm.inverse(glow.squeeze.forward(x))
+    first = glow.steps[0][0].actnorm.inverse(glow.expand.inverse(x))
     mean, var = tf.nn.moments(first, axes=[0, 1, 2])
     np.testing.assert_allclose(mean.numpy(), 0.0, atol=1e-3)
     np.testing.assert_allclose(np.sqrt(var.numpy()), 1.0, atol=1e-3)
@@ -88,11 +88,11 @@ def test_initialize_normalizes_every_actnorm_on_real_activations_and_is_idempote
     h = x
     latent_before = glow.inverse(x)
     # Walk the encoding up to that ActNorm by hand.
-    h = glow.squeeze.forward(h)
+    h = glow.expand.inverse(h)
     for s in glow.steps[0]:
         h = s.inverse(h)
     h = glow.split_priors[0].inverse(h)[..., : h.shape[-1] // 2]
-    h = glow.squeeze.forward(h)
+    h = glow.expand.inverse(h)
     h = glow.steps[1][0].inverse(h)
     mean, var = tf.nn.moments(step.actnorm.inverse(h), axes=[0, 1, 2])
     np.testing.assert_allclose(mean.numpy(), 0.0, atol=1e-3)
@@ -190,7 +190,7 @@ def test_trainable_variables_hold_every_parameter(lu, split_prior, learn_top_pri
     # form, P and sign(s).
     non_trainable = [v for v in glow.variables if not v.trainable]
     assert len(non_trainable) == 3 * 3 + (2 * 3 if lu else 0)
-    assert all(v.shape[0] == config["num_steps"] for loop in glow.step_loops for v in loop.stacked)
+    assert all(v.shape[0] == config["num_steps"] for level in glow.steps for v in level.variables)
 
 
 def test_gradients_reach_every_trainable_variable():

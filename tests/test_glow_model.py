@@ -27,11 +27,19 @@ def trained(digits, tmp_path_factory):
     before = float(tf.reduce_mean(model.bits_per_dim(train)))  # identity-like flow, uninitialized
     model.initialize(train)
     initialized = float(tf.reduce_mean(model.bits_per_dim(train)))
+    weights_before_fit = {v.path: v.numpy() for v in model.trainable_variables}
     history = model.fit(train, batch_size=64, epochs=3, verbose=0)
     folder = tmp_path_factory.mktemp("trained")
     model.save(folder / "model.keras")
     tf.train.Checkpoint(model=model).write(str(folder / "ckpt"))
-    return dict(model=model, folder=folder, before=before, initialized=initialized, history=history.history)
+    return dict(
+        model=model,
+        folder=folder,
+        before=before,
+        initialized=initialized,
+        weights_before_fit=weights_before_fit,
+        history=history.history,
+    )
 
 
 def test_every_flow_variable_is_tracked_by_keras_once():
@@ -47,7 +55,13 @@ def test_every_flow_variable_is_tracked_by_keras_once():
     trainable = {id(v) for v in [*glow.trainable_variables, *dequantizer]}
     assert {id(v.value) for v in model.trainable_variables} == trainable
     # ActNorm state is saved with the weights, but never trained.
-    flags = {id(a.initialized.stacked) for a in glow.actnorms}  # views of stacked variables
+    flags = {id(level.params[part]["initialized"]) for level in glow.steps for part in ("actnorm",)}
+    flags |= {
+        id(level.params["coupling"]["conditioner"][part]["initialized"])
+        for level in glow.steps
+        for part in ("actnorm_in", "actnorm_hidden")
+    }
+    assert len(flags) == 3 * len(glow.steps)  # each stacked over its level's steps
     assert flags <= {id(v.value) for v in model.non_trainable_variables}
 
 
@@ -61,6 +75,11 @@ def test_fit_lowers_bits_per_dim_and_moves_every_weight(trained, digits):
     assert trained["history"]["nonfinite_steps"] == [0.0, 0.0, 0.0]
     # ActNorm initialization alone already beats the identity-like uninitialized flow.
     assert trained["initialized"] < trained["before"]
+    # Every trainable weight (the flow's and the learned dequantization's) moved.
+    before = trained["weights_before_fit"]
+    assert len(before) == len(model.trainable_variables) > 20
+    unmoved = [v.path for v in model.trainable_variables if np.array_equal(v.numpy(), before[v.path])]
+    assert unmoved == []
 
 
 def test_keras_file_round_trip_is_exact(trained, digits):

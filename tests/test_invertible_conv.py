@@ -1,4 +1,4 @@
-"""Tests of `tfp_glow.InvertibleConv1x1` beyond the generic contract: W, its factors, log-det."""
+"""Tests of the invertible 1x1 convolutions beyond the generic contract: W, its factors, log-det."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 
 from tests.bijector_test_util import fresh, perturb
-from tfp_glow import InvertibleConv1x1
+from tfp_glow import InvertibleConv1x1, PlainInvertibleConv1x1
 
-VARIANTS = {"lu": True, "plain": False}
+VARIANTS = {"lu": InvertibleConv1x1, "plain": PlainInvertibleConv1x1}
 
 
 def var_refs(variables):
@@ -25,9 +25,9 @@ def lu_factors(conv):
     return p, lower, upper
 
 
-@pytest.mark.parametrize("lu", VARIANTS.values(), ids=VARIANTS.keys())
-def test_starts_as_a_rotation(lu):
-    conv = InvertibleConv1x1(4, lu_decomposed=lu, seed=3)
+@pytest.mark.parametrize("conv_class", VARIANTS.values(), ids=VARIANTS.keys())
+def test_starts_as_a_rotation(conv_class):
+    conv = conv_class(4, seed=3)
     w = conv.matrix().numpy()
     np.testing.assert_allclose(w @ w.T, np.eye(4), atol=1e-6)
     np.testing.assert_allclose(conv.log_abs_det().numpy(), 0.0, atol=1e-6)
@@ -47,9 +47,9 @@ def test_lu_matrix_is_p_l_u():
     np.testing.assert_allclose(conv.inverse_matrix().numpy() @ conv.matrix().numpy(), np.eye(4), atol=1e-10)
 
 
-@pytest.mark.parametrize("lu", VARIANTS.values(), ids=VARIANTS.keys())
-def test_inverse_matrix_inverts_matrix_after_training(lu):
-    conv = InvertibleConv1x1(4, lu_decomposed=lu, seed=3)
+@pytest.mark.parametrize("conv_class", VARIANTS.values(), ids=VARIANTS.keys())
+def test_inverse_matrix_inverts_matrix_after_training(conv_class):
+    conv = conv_class(4, seed=3)
     perturb(conv, seed=2, scale=0.3)
     w, w_inv = conv.matrix().numpy(), conv.inverse_matrix().numpy()
     np.testing.assert_allclose(w_inv @ w, np.eye(4), atol=1e-5)
@@ -76,7 +76,7 @@ def test_trainable_variables():
     for fixed in (lu.permutation, lu.sign_s):
         assert not fixed.trainable
         assert fixed.ref() in var_refs(lu.variables)  # checkpoints keep them
-    plain = InvertibleConv1x1(4, lu_decomposed=False, seed=0)
+    plain = PlainInvertibleConv1x1(4, seed=0)
     assert var_refs(plain.trainable_variables) == var_refs([plain.weight])
 
 
@@ -122,7 +122,7 @@ def test_masks_ignore_the_other_triangles():
 
 
 def test_plain_log_det_matches_numpy_slogdet():
-    conv = InvertibleConv1x1(4, lu_decomposed=False, seed=3, dtype=tf.float32)
+    conv = PlainInvertibleConv1x1(4, seed=3, dtype=tf.float32)
     perturb(conv, seed=6, scale=0.5)
     expected = np.linalg.slogdet(conv.weight.numpy().astype(np.float64))[1]
     assert abs(expected) > 0.1  # far from the rotation's 0
@@ -132,18 +132,18 @@ def test_plain_log_det_matches_numpy_slogdet():
     np.testing.assert_allclose(np.broadcast_to(fldj, [2]), -15 * expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("lu", VARIANTS.values(), ids=VARIANTS.keys())
-def test_seed_determines_w(lu):
-    first = InvertibleConv1x1(4, lu_decomposed=lu, seed=7).matrix().numpy()
-    again = InvertibleConv1x1(4, lu_decomposed=lu, seed=7).matrix().numpy()
-    other = InvertibleConv1x1(4, lu_decomposed=lu, seed=8).matrix().numpy()
+@pytest.mark.parametrize("conv_class", VARIANTS.values(), ids=VARIANTS.keys())
+def test_seed_determines_w(conv_class):
+    first = conv_class(4, seed=7).matrix().numpy()
+    again = conv_class(4, seed=7).matrix().numpy()
+    other = conv_class(4, seed=8).matrix().numpy()
     np.testing.assert_array_equal(first, again)
     assert np.max(np.abs(first - other)) > 0.1
 
 
-@pytest.mark.parametrize("lu", VARIANTS.values(), ids=VARIANTS.keys())
-def test_xla_matches_eager_including_gradients(lu):
-    conv = InvertibleConv1x1(4, lu_decomposed=lu, seed=3)
+@pytest.mark.parametrize("conv_class", VARIANTS.values(), ids=VARIANTS.keys())
+def test_xla_matches_eager_including_gradients(conv_class):
+    conv = conv_class(4, seed=3)
     perturb(conv, seed=8, scale=0.3)
     x = tf.random.stateless_normal([2, 2, 2, 4], [0, 5])
 
@@ -165,7 +165,7 @@ def test_xla_matches_eager_including_gradients(lu):
     for g, g_eager in zip(grads, grads_eager, strict=True):
         assert g is not None
         np.testing.assert_allclose(g.numpy(), g_eager.numpy(), rtol=1e-4, atol=1e-4)
-    if lu:
+    if conv_class is InvertibleConv1x1:
         # d sum(log_s) / d log_s = 1.
         index = [v.ref() for v in conv.trainable_variables].index(conv.log_s.ref())
         np.testing.assert_allclose(log_det_grads[index].numpy(), 1.0, rtol=1e-6)

@@ -46,4 +46,6 @@ def test_a_resume_state_of_0_1_0_restores_weights_and_optimizer(expected, tmp_pa
     model.compile(optimizer=tfp_glow.default_optimizer(4e-3, ema_momentum=0.995))
     resume.restore(model, str(directory), state)
     assert int(model.optimizer.iterations.numpy()) == int(expected["run/iterations"]) == 11
-    np.testing.assert_allclose(model.log_prob(expected["images"]).numpy(), expected["run/log_prob"], rtol=1e-5)
+    np.testing.assert_allclose(
+        model.log_prob(expected["images"]).numpy(), expected["run/log_prob"], rtol=1e-5
+    )

@@ -145,7 +145,7 @@ def test_sigmoid_coupling_scale_is_bounded_for_huge_h(sign, kernel_scale):
         z, ildj = coupling.inverse_and_log_det(x)
         loss = tf.reduce_sum(z**2) - tf.reduce_sum(ildj)
     gradients = tape.gradient(loss, coupling.trainable_variables)
-    log_scale = coupling._shift_and_log_scale(x[..., :2], {})[1]
+    log_scale = coupling.shift_and_log_scale(x[..., :2])[1]
 
     # Encoding (training direction): s <= 1 / sigmoid(2), so z cannot overflow.
     assert float(tf.reduce_max(log_scale)) <= math.log(SIGMOID_SCALE_MAX) + 1e-6
@@ -166,7 +166,7 @@ def test_exp_coupling_log_scale_is_bounded_both_ways(sign):
 
     z, ildj = coupling.inverse_and_log_det(x)
     x_again, fldj = coupling.forward_and_log_det(tf.identity(z))
-    log_scale = coupling._shift_and_log_scale(x[..., :2], {})[1]
+    log_scale = coupling.shift_and_log_scale(x[..., :2])[1]
 
     assert float(tf.reduce_max(tf.abs(log_scale))) <= 3.0 + 1e-6  # B = log_scale_bound = 3
     assert _finite(z, ildj, x_again, fldj)
@@ -228,13 +228,13 @@ def _extreme_glow(images, huge_h=True, others=0.0):
     def signs(variable):
         return rng.choice([-others, others], variable.shape).astype(np.float32)
 
-    for level in glow.steps:
-        for step in level:
-            step.actnorm.log_scale.assign_add(signs(step.actnorm.log_scale))
-            step.permutation.log_s.assign_add(signs(step.permutation.log_s))
-            if huge_h:
-                out = step.coupling.conditioner.conv_out
-                out.kernel.assign((1e4 * rng.standard_normal(out.kernel.shape)).astype(np.float32))
+    for level in glow.steps:  # each parameter stacked over the level's steps
+        params = level.params
+        params["actnorm"]["log_scale"].assign_add(signs(params["actnorm"]["log_scale"]))
+        params["permutation"]["log_s"].assign_add(signs(params["permutation"]["log_s"]))
+        if huge_h:
+            kernel = params["coupling"]["conditioner"]["conv_out"]["kernel"]
+            kernel.assign((1e4 * rng.standard_normal(kernel.shape)).astype(np.float32))
     for prior in glow.split_priors:
         prior.prior_network.bias.assign(signs(prior.prior_network.bias))
     glow.top_prior.log_scale.assign(signs(glow.top_prior.log_scale))

@@ -4,16 +4,19 @@ Direction convention, as `tfp.bijectors.Glow`: forward is generative (latent ->
 image), inverse is encoding (image -> latent).
 """
 
-from tfp_glow import data
+from tfp_glow import data, functional
 from tfp_glow.bijectors import (
     ActNorm,
     AffineCoupling,
     ChannelPermutation,
+    Expand,
     FlowStep,
     Glow,
     InvertibleConv1x1,
+    PlainInvertibleConv1x1,
     SplitPrior,
-    Squeeze,
+    Squeeze,  # noqa: F401 (deprecated, not exported: use Expand)
+    StackedFlowSteps,
     TopPrior,
 )
 from tfp_glow.distributions import (
@@ -34,20 +37,23 @@ __all__ = [
     "AffineCoupling",
     "ChannelPermutation",
     "CouplingNetwork",
+    "Expand",
     "FlowStep",
     "Glow",
     "GlowModel",
     "LinearWarmup",
     "PRESETS",
     "InvertibleConv1x1",
+    "PlainInvertibleConv1x1",
     "SplitPrior",
-    "Squeeze",
+    "StackedFlowSteps",
     "TopPrior",
     "ZeroConv2D",
     "bits_per_dim",
     "data",
     "default_optimizer",
     "export_saved_model",
+    "functional",
     "glow_distribution",
     "quantize",
     "reduce_bits",

@@ -11,6 +11,8 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+from tfp_glow import _compat
+
 __all__ = ["AtomicCheckpoint", "CompiledSwapEMAWeights", "TimeLimit"]
 
 
@@ -129,7 +131,7 @@ class TimeLimit(keras.callbacks.Callback):
             self.stopped_epoch = epoch
 
 
-class CompiledSwapEMAWeights(keras.callbacks.SwapEMAWeights):
+class CompiledSwapEMAWeights(_compat.SwapEMAWeightsHook):
     """`keras.callbacks.SwapEMAWeights` with each swap one compiled call.
 
     Keras swaps variable by variable in eager mode, three distributed updates each
@@ -138,10 +140,9 @@ class CompiledSwapEMAWeights(keras.callbacks.SwapEMAWeights):
     over all the variables, traced once per optimizer. It exchanges the values exactly
     (Keras's sums round at float precision) and, through the optimizer's
     `strategy.extended.update`, on every replica's copy under a tf.distribute strategy.
-    When and what is swapped is Keras's: only `_tf_swap_variables` is replaced. Like Keras's
-    own callback it reads the optimizer's private `_trainable_variables`,
-    `_model_variables_moving_average` and `_distribution_strategy` (Keras 3.15):
-    tests/test_callbacks.py fails if a Keras release renames them.
+    When and what is swapped is Keras's: only the swap itself is replaced. Like Keras's own
+    callback it reads the optimizer's private lists of variables and averages
+    (`tfp_glow._compat`, checked against the installed Keras by tests/test_compat.py).
 
     Args:
       swap_on_epoch: Python `bool`, whether to swap at each epoch's end and back at the
@@ -153,7 +154,7 @@ class CompiledSwapEMAWeights(keras.callbacks.SwapEMAWeights):
         super().__init__(swap_on_epoch=swap_on_epoch)
         self._swaps = {}  # id(optimizer) -> (optimizer, its compiled swap)
 
-    def _tf_swap_variables(self, optimizer):
+    def swap(self, optimizer):
         optimizer_and_swap = self._swaps.get(id(optimizer))
         if optimizer_and_swap is None or optimizer_and_swap[0] is not optimizer:
             optimizer_and_swap = self._swaps[id(optimizer)] = (optimizer, _compiled_swap(optimizer))
@@ -162,12 +163,10 @@ class CompiledSwapEMAWeights(keras.callbacks.SwapEMAWeights):
 
 def _compiled_swap(optimizer: keras.optimizers.Optimizer):
     """A `tf.function` that exchanges `optimizer`'s trainable variables with their moving averages."""
-    strategy = optimizer._distribution_strategy
+    strategy = _compat.optimizer_strategy(optimizer)
     pairs = [
         (_tf_variable(variable), _tf_variable(average))
-        for variable, average in zip(
-            optimizer._trainable_variables, optimizer._model_variables_moving_average, strict=True
-        )
+        for variable, average in _compat.ema_variable_pairs(optimizer)
     ]
 
     def exchange(variable, average):

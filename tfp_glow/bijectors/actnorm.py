@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, check_image, check_int, spatial_size
+from tfp_glow import variables
+from tfp_glow._checks import check_image, check_int
+from tfp_glow.bijectors._base import GlowBijector, check_finite_for_initialization
+from tfp_glow.functional import actnorm
 
 __all__ = ["ActNorm"]
 
@@ -20,7 +23,7 @@ class ActNorm(GlowBijector):
 
         x[..., c] = (y[..., c] - loc[c]) * exp(-log_scale[c])
 
-    with `log|det J_forward| = H * W * sum_c log_scale[c]`.
+    with `log|det J_forward| = H * W * sum_c log_scale[c]` (`tfp_glow.functional.actnorm`).
 
     `initialize(y)` sets `loc` and `log_scale` from a batch `y` in the data (image)
     direction, so that `inverse(y)` has per-channel mean 0 and standard deviation 1
@@ -53,6 +56,7 @@ class ActNorm(GlowBijector):
         epsilon: float = 1e-6,
         dtype: tf.DType = tf.float32,
         validate_args: bool = False,
+        params: dict | None = None,
         name: str = "act_norm",
     ):
         """Creates an ActNorm bijector.
@@ -65,6 +69,9 @@ class ActNorm(GlowBijector):
           validate_args: Python `bool`, whether to check at run time that the
             bijector was initialized and that the input has `channels` channels.
             Default `False`.
+          params: optional dict of tensors `loc`, `log_scale` [C] and `initialized` to use
+            instead of new variables (a read-only view, such as `glow.steps[l][k].actnorm`).
+            Default `None`: the bijector creates and owns its variables.
           name: Python `str` name prefixed to ops created by this class.
 
         Raises:
@@ -75,9 +82,12 @@ class ActNorm(GlowBijector):
         with tf.name_scope(name) as name:
             self._channels = channels
             self._epsilon = epsilon
-            self.loc = tf.Variable(tf.zeros([channels], dtype), name="loc")
-            self.log_scale = tf.Variable(tf.zeros([channels], dtype), name="log_scale")
-            self.initialized = tf.Variable(False, trainable=False, name="initialized")
+            self._is_view = params is not None and variables.is_view(params)
+            values = params if params is not None else actnorm.init_params(channels, dtype)
+            created = variables.create(values)
+            self.loc = created["loc"]
+            self.log_scale = created["log_scale"]
+            self.initialized = created["initialized"]
             super().__init__(
                 forward_min_event_ndims=3,
                 is_constant_jacobian=True,
@@ -90,6 +100,11 @@ class ActNorm(GlowBijector):
     @property
     def channels(self) -> int:
         return self._channels
+
+    @property
+    def params(self) -> dict:
+        """The parameters: `loc`, `log_scale` and `initialized`."""
+        return {"loc": self.loc, "log_scale": self.log_scale, "initialized": self.initialized}
 
     def initialize(self, y: tf.Tensor) -> tf.Tensor:
         """Data-dependent initialization from a batch `y` (image side); idempotent.
@@ -104,33 +119,20 @@ class ActNorm(GlowBijector):
         Returns:
           x: `inverse(y)` with the initialized parameters.
         """
+        if self._is_view:
+            raise variables.read_only(self.name)
         y = tf.convert_to_tensor(y, dtype=self.dtype, name="y")
         check_image(y, self._channels, self.name)
-        # Always checked: parameters initialized from NaN or Inf would stay so for good.
-        y = tf.debugging.check_numerics(
-            y, f"ActNorm '{self.name}' must be initialized from finite values; Received: NaN or Inf"
+        y = check_finite_for_initialization(y, f"ActNorm '{self.name}'")
+        update = variables.assign(
+            self.params, actnorm.initialize(variables.read(self.params), y, self._epsilon)
         )
-
-        def assign():
-            axes = list(range(y.shape.rank - 1)) if y.shape.rank is not None else None
-            mean, variance = tf.nn.moments(y, axes=axes)
-            return tf.group(
-                self.loc.assign(mean),
-                self.log_scale.assign(tf.math.log(tf.sqrt(variance) + self._epsilon)),
-                self.initialized.assign(True),
-            )
-
-        if tf.executing_eagerly():
-            if not bool(self.initialized.numpy()):
-                assign()
-        else:
-            tf.cond(self.initialized, tf.no_op, assign)
-        self._cache.clear()
-        with tf.control_dependencies([self.initialized.read_value()]):
+        self.clear_cache()
+        with tf.control_dependencies(update):
             return self._inverse_and_log_det(tf.identity(y))[0]
 
-    def _assertions(self, t):
-        if not self.validate_args:
+    def _parameter_control_dependencies(self, is_init):
+        if not self.validate_args or is_init:
             return []
         return [
             tf.debugging.assert_equal(
@@ -138,40 +140,26 @@ class ActNorm(GlowBijector):
                 True,
                 message=f"ActNorm '{self.name}' is used before initialization: call "
                 "initialize(batch) on a real data batch first.",
-            ),
-            tf.debugging.assert_equal(
-                tf.shape(t)[-1],
-                self._channels,
-                message=f"ActNorm '{self.name}' expects {self._channels} channels.",
-            ),
+            )
         ]
 
-    # Functions of the weights alone: StepLoop computes them once for a level's stacked steps.
-    _weight_functions = ("scale", "inverse_scale", "log_abs_det")
+    def _checked(self, t):
+        check_image(t, self._channels, self.name)
+        if not self.validate_args:
+            return t
+        check = tf.debugging.assert_equal(
+            tf.shape(t)[-1],
+            self._channels,
+            message=f"ActNorm '{self.name}' expects {self._channels} channels.",
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(t)
 
-    def scale(self) -> tf.Tensor:
-        """exp(log_scale), per channel."""
-        return tf.exp(self.log_scale)
-
-    def inverse_scale(self) -> tf.Tensor:
-        """exp(-log_scale), per channel."""
-        return tf.exp(-self.log_scale)
-
-    def log_abs_det(self) -> tf.Tensor:
-        """sum_c log_scale[c]: log|det J_forward| per pixel."""
-        return tf.reduce_sum(self.log_scale, axis=-1)
-
-    def _log_det(self, t):
-        return spatial_size(t) * self.log_abs_det()
+    def _weights(self) -> dict:
+        return actnorm.weights(variables.read(self.params))
 
     def _forward_and_log_det(self, x):
-        check_image(x, self._channels, self.name)
-        with tf.control_dependencies(self._assertions(x)):
-            y = x * self.scale() + self.loc
-        return y, self._log_det(x)
+        return actnorm.forward(self._weights(), self._checked(x))
 
     def _inverse_and_log_det(self, y):
-        check_image(y, self._channels, self.name)
-        with tf.control_dependencies(self._assertions(y)):
-            x = (y - self.loc) * self.inverse_scale()
-        return x, -self._log_det(y)
+        return actnorm.inverse(self._weights(), self._checked(y))

@@ -6,22 +6,12 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, check_image, check_int
+from tfp_glow._checks import check_image, check_int
+from tfp_glow.bijectors._base import GlowBijector
+from tfp_glow.functional import coupling
 from tfp_glow.networks.coupling_network import CouplingNetwork
 
-__all__ = ["AffineCoupling", "split_channels", "merge_channels"]
-
-_SCALE_FNS = ("sigmoid", "exp")
-
-
-def split_channels(x: tf.Tensor, channels_first_half: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Splits [..., C] into the first `channels_first_half` channels and the rest."""
-    return x[..., :channels_first_half], x[..., channels_first_half:]
-
-
-def merge_channels(x1: tf.Tensor, x2: tf.Tensor) -> tf.Tensor:
-    """The inverse of `split_channels`."""
-    return tf.concat([x1, x2], axis=-1)
+__all__ = ["AffineCoupling"]
 
 
 class AffineCoupling(GlowBijector):
@@ -41,7 +31,8 @@ class AffineCoupling(GlowBijector):
 
     `log|det J_inverse| = sum(log s)` over H, W and C_b. With `scale_fn='exp'`,
     `log s = B * tanh(h / B)` with `B = log_scale_bound`, bounded so that it cannot
-    overflow. With `additive=True`, s = 1 (NICE's additive coupling, log-det 0).
+    overflow. With `additive=True`, s = 1 (NICE's additive coupling, log-det 0). The
+    maths is `tfp_glow.functional.coupling`.
 
     The reference code uses s = sigmoid(h + 2); dividing by the constant sigmoid(2)
     keeps its bounded, saturating shape (s < 1.135) while making an untrained coupling
@@ -77,6 +68,7 @@ class AffineCoupling(GlowBijector):
         dropout: float = 0.0,
         dtype: tf.DType = tf.float32,
         validate_args: bool = False,
+        params: dict | None = None,
         name: str = "affine_coupling",
     ):
         """Creates an AffineCoupling bijector.
@@ -93,6 +85,8 @@ class AffineCoupling(GlowBijector):
             hidden units when called with a `dropout_seed` (training). Default 0.
           dtype: `tf.DType` of the variables and inputs. Default `tf.float32`.
           validate_args: Python `bool`, check shapes at run time.
+          params: optional dict `{"conditioner": ...}` of the default network's parameter
+            tensors, to use instead of new variables (a read-only view). Default `None`.
           name: Python `str` name prefixed to ops created by this class.
 
         Raises:
@@ -100,8 +94,10 @@ class AffineCoupling(GlowBijector):
         """
         parameters = dict(locals())
         channels = check_int(channels, "channels", minimum=2, why=" (the coupling splits them in halves)")
-        if scale_fn not in _SCALE_FNS:
-            raise ValueError(f"`scale_fn` must be one of {_SCALE_FNS}. Received: scale_fn={scale_fn!r}")
+        if scale_fn not in coupling.SCALE_FNS:
+            raise ValueError(
+                f"`scale_fn` must be one of {coupling.SCALE_FNS}. Received: scale_fn={scale_fn!r}"
+            )
         if not log_scale_bound > 0:
             raise ValueError(
                 f"`log_scale_bound` must be positive. Received: log_scale_bound={log_scale_bound!r}"
@@ -110,8 +106,7 @@ class AffineCoupling(GlowBijector):
             self._channels = channels
             self._channels_a = channels // 2
             self._additive = additive
-            self._scale_fn = scale_fn
-            self._log_scale_bound = log_scale_bound
+            self._options = dict(additive=additive, scale_fn=scale_fn, log_scale_bound=log_scale_bound)
             if conditioner is None:
                 channels_b = channels - self._channels_a
                 conditioner = CouplingNetwork(
@@ -121,6 +116,7 @@ class AffineCoupling(GlowBijector):
                     seed=seed,
                     dropout=dropout,
                     dtype=dtype,
+                    params=None if params is None else params["conditioner"],
                     name="conditioner",
                 )
             self.conditioner = conditioner
@@ -141,6 +137,16 @@ class AffineCoupling(GlowBijector):
     def additive(self) -> bool:
         return self._additive
 
+    @property
+    def params(self) -> dict:
+        """`{"conditioner": ...}`, the default network's parameters (`CouplingNetwork.params`)."""
+        if not isinstance(self.conditioner, CouplingNetwork):
+            raise TypeError(
+                f"{self.name} has a custom conditioner, whose parameters are its own. "
+                f"Received: conditioner={self.conditioner!r}"
+            )
+        return {"conditioner": self.conditioner.params}
+
     # tf.Module finds the variables of tf.Modules; Keras 3 layers are not tf.Modules.
     def _keras_variables(self, trainable_only):
         weights = getattr(self.conditioner, "trainable_weights" if trainable_only else "weights", None)
@@ -156,50 +162,20 @@ class AffineCoupling(GlowBijector):
     def variables(self):
         return tuple(super().variables) + self._keras_variables(False)
 
-    def _shift_and_log_scale(self, x_a, conditioning, initialize=False):
-        if initialize and hasattr(self.conditioner, "initialize"):
-            out = self.conditioner.initialize(x_a, **conditioning)
-        else:
-            out = self.conditioner(x_a, **conditioning)
-        if isinstance(out, (tuple, list)):
-            shift, h = out
-        elif self._additive:
-            shift, h = out, None
-        else:
-            shift, h = out[..., 0::2], out[..., 1::2]
-        if self._additive:
-            return shift, None
-        if self._scale_fn == "sigmoid":
-            # Dividing by sigmoid(2), computed by the same op in h's dtype, makes an
-            # untrained coupling (h = 0) exactly the identity.
-            log_scale = tf.math.log_sigmoid(h + 2.0) - tf.math.log_sigmoid(tf.constant(2.0, h.dtype))
-        else:
-            bound = tf.cast(self._log_scale_bound, h.dtype)
-            log_scale = bound * tf.tanh(h / bound)
-        return shift, log_scale
-
-    def _log_det(self, log_scale, like):
-        if log_scale is None:
-            return tf.zeros([], like.dtype)  # additive: volume-preserving
-        return tf.reduce_sum(log_scale, axis=[-3, -2, -1])
+    def _network(self, conditioning):
+        return lambda x_a: self.conditioner(x_a, **conditioning)
 
     def _forward_and_log_det(self, x, **conditioning):
         check_image(x, self._channels, self.name)
-        y_a, y_b = split_channels(x, self._channels_a)
-        shift, log_scale = self._shift_and_log_scale(y_a, conditioning)
-        if log_scale is not None:
-            y_b = y_b * tf.exp(-log_scale)
-        out = merge_channels(y_a, y_b - shift)
-        return out, -self._log_det(log_scale, x)
+        return coupling.forward(self._network(conditioning), x, self._channels_a, **self._options)
 
-    def _inverse_and_log_det(self, y, initialize=False, **conditioning):
+    def _inverse_and_log_det(self, y, **conditioning):
         check_image(y, self._channels, self.name)
-        x_a, x_b = split_channels(y, self._channels_a)
-        shift, log_scale = self._shift_and_log_scale(x_a, conditioning, initialize)
-        x_b = x_b + shift
-        if log_scale is not None:
-            x_b = x_b * tf.exp(log_scale)
-        return merge_channels(x_a, x_b), self._log_det(log_scale, y)
+        return coupling.inverse(self._network(conditioning), y, self._channels_a, **self._options)
+
+    def shift_and_log_scale(self, x_a: tf.Tensor, **conditioning) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """(t, log s) for the first half `x_a` of the channels; log s is None when additive."""
+        return coupling.shift_and_log_scale(self.conditioner(x_a, **conditioning), **self._options)
 
     def initialize(self, y: tf.Tensor, **conditioning) -> tf.Tensor:
         """Initializes the conditioner's ActNorms on the real activations of `y`.
@@ -213,5 +189,9 @@ class AffineCoupling(GlowBijector):
           `inverse(y)` after initialization.
         """
         y = tf.convert_to_tensor(y, dtype=self.dtype, name="y")
-        self._cache.clear()
-        return self._inverse_and_log_det(y, initialize=True, **conditioning)[0]
+        check_image(y, self._channels, self.name)
+        self.clear_cache()
+        if hasattr(self.conditioner, "initialize"):
+            out = self.conditioner.initialize(y[..., : self._channels_a], **conditioning)
+            return coupling.inverse(lambda _: out, y, self._channels_a, **self._options)[0]
+        return self._inverse_and_log_det(y, **conditioning)[0]

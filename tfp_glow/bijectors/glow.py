@@ -7,13 +7,15 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, check_dropout, check_int
-from tfp_glow.bijectors.coupling import merge_channels, split_channels
-from tfp_glow.bijectors.flow_step import COUPLINGS, PERMUTATIONS, FlowStep
+from tfp_glow._checks import check_dropout, check_int
+from tfp_glow.bijectors._base import GlowBijector, check_finite_for_initialization
+from tfp_glow.bijectors.flow_step import COUPLINGS, PERMUTATIONS
 from tfp_glow.bijectors.split_prior import SplitPrior
-from tfp_glow.bijectors.squeeze import Squeeze
-from tfp_glow.bijectors.step_loop import StepLoop
+from tfp_glow.bijectors.squeeze import Expand
+from tfp_glow.bijectors.stacked_flow_steps import StackedFlowSteps, check_memory_efficient
 from tfp_glow.bijectors.top_prior import TopPrior
+from tfp_glow.functional import squeeze
+from tfp_glow.functional.coupling import merge_channels, split_channels
 
 __all__ = ["Glow"]
 
@@ -52,13 +54,13 @@ class Glow(GlowBijector):
     bijector_kwargs={"labels": y})` and `dist.sample(n, bijector_kwargs={"labels":
     y})`. Untrained, a conditional Glow equals the unconditional one.
 
-    Each weight of a level's K steps is one variable stacked over the steps,
-    [K, ...], owned by `step_loops[level]` (`StepLoop`); the FlowSteps in
-    `steps[level]` read and write their slice through views. The optimizer, the
-    moving averages and checkpoints therefore see one step's variables per level
-    whatever K is. With `memory_efficient=True` the steps of a level also run as
-    one `tf.while_loop` (the graph holds one step per level) whose gradient
-    recomputes the activations; otherwise they are unrolled.
+    The K steps of a level are one bijector, `steps[level]` (`StackedFlowSteps`),
+    which owns each parameter of the level as one variable stacked over the steps,
+    [K, ...]: the optimizer, the moving averages and checkpoints see one step's
+    variables per level whatever K is. `steps[level][k]` is a read-only `FlowStep`
+    view of step k. With `memory_efficient` the steps of a level run as one
+    `tf.while_loop` (the graph holds one step per level) whose gradient rebuilds
+    the activations instead of storing them; otherwise they are unrolled.
 
     Every ActNorm is initialized by `initialize(images)`, level by level on the real
     activations; before that they are the identity (see `ActNorm`). With zero
@@ -101,7 +103,7 @@ class Glow(GlowBijector):
         lu_decomposed: bool = True,
         split_prior: bool = True,
         learn_top_prior: bool = False,
-        memory_efficient: bool = False,
+        memory_efficient: bool | str = False,
         scale_fn: str = "sigmoid",
         seed: int | None = None,
         num_classes: int | None = None,
@@ -126,12 +128,14 @@ class Glow(GlowBijector):
             as standard normal.
           learn_top_prior: Python `bool`, learned per-channel mean and scale of the
             top latent (default `False`: standard normal).
-          memory_efficient: Python `bool`: the K steps of each level run as one
-            loop over their stacked weights (`StepLoop`), so the graph holds one
-            step per level whatever K is, and gradients of the encoding direction
-            (training) rebuild each step's activations from its output by the
-            exact inverse instead of storing them, so memory does not grow with
-            depth; about one more pass of compute. Default `False`.
+          memory_efficient: what the backward pass of the encoding direction
+            (training) stores (`StackedFlowSteps`): `False` (default) every
+            activation; `True` or `"recompute"` each step's input only, recomputing
+            the step in the backward pass (exact gradients, about one more pass of
+            compute); `"reversible"` nothing per step, rebuilding each step's input
+            by the exact inverse (memory independent of depth, round-off compounds
+            over a level). Memory-efficient levels run as one `tf.while_loop`, so the
+            graph holds one step per level whatever K is.
           scale_fn: the couplings' scale, `'sigmoid'` (default) or `'exp'`.
           seed: Python `int` or `None`, seed of all initial weights.
           num_classes: Python `int` K or `None` (default, unconditional): a
@@ -171,6 +175,7 @@ class Glow(GlowBijector):
         num_levels = check_int(num_levels, "num_levels")
         num_steps = check_int(num_steps, "num_steps")
         check_int(hidden_channels, "hidden_channels")
+        check_memory_efficient(memory_efficient)
         check_dropout(dropout)
         height, width, channels = (int(n) for n in image_shape)
         factor = 2**num_levels
@@ -204,13 +209,12 @@ class Glow(GlowBijector):
         self._image_shape = (height, width, channels)
         self._num_levels = num_levels
         self._num_steps = num_steps
-        self._memory_efficient = bool(memory_efficient)
+        self._memory_efficient = memory_efficient
         self._num_classes = num_classes
         rng = np.random.default_rng(seed)
         with tf.name_scope(name) as name:
-            self.squeeze = Squeeze(2, validate_args=validate_args)
+            self.expand = Expand(2, validate_args=validate_args)
             self.steps = []
-            self.step_loops = []
             self.split_priors = []
             latent_shapes = []
             self._kept_channels = []
@@ -218,25 +222,22 @@ class Glow(GlowBijector):
             for level in range(num_levels):
                 h, w, c = h // 2, w // 2, c * 4
                 self.steps.append(
-                    [
-                        FlowStep(
-                            c,
-                            hidden_channels,
-                            coupling=coupling,
-                            permutation=permutation,
-                            lu_decomposed=lu_decomposed,
-                            scale_fn=scale_fn,
-                            seed=int(rng.integers(2**31 - 2**16)),
-                            dropout=dropout,
-                            dtype=dtype,
-                            validate_args=validate_args,
-                            name=f"level{level}_step{step}",
-                        )
-                        for step in range(num_steps)
-                    ]
+                    StackedFlowSteps(
+                        num_steps,
+                        c,
+                        hidden_channels,
+                        coupling=coupling,
+                        permutation=permutation,
+                        lu_decomposed=lu_decomposed,
+                        scale_fn=scale_fn,
+                        dropout=dropout,
+                        seed=[int(rng.integers(2**31 - 2**16)) for _ in range(num_steps)],
+                        memory_efficient=memory_efficient,
+                        dtype=dtype,
+                        validate_args=validate_args,
+                        name=f"level{level}_steps",
+                    )
                 )
-                # One variable per weight of the level: the steps' own become views of it.
-                self.step_loops.append(StepLoop(self.steps[-1], name=f"level{level}_steps"))
                 if level < num_levels - 1:
                     if split_prior:
                         self.split_priors.append(
@@ -281,6 +282,11 @@ class Glow(GlowBijector):
     @property
     def num_steps(self) -> int:
         return self._num_steps
+
+    @property
+    def memory_efficient(self) -> bool | str:
+        """What the encoding direction's backward pass stores (see `StackedFlowSteps`)."""
+        return self._memory_efficient
 
     @property
     def num_classes(self) -> int | None:
@@ -364,13 +370,7 @@ class Glow(GlowBijector):
     def _inverse_event_shape_tensor(self, output_shape):
         return tf.concat([output_shape[:-3], [self.event_size]], 0)
 
-    # The two directions.
-
-    def _inverse_and_log_det(self, y, labels=None, **conditioning):
-        self._check_image(y)
-        return self._encode(y, initialize=False, labels=labels, conditioning=conditioning)
-
-    # Both directions work on one flat batch dimension (fewer ops to trace and run)
+    # The two directions. Both work on one flat batch dimension (fewer ops to trace and run)
     # and restore the caller's batch shape at the end.
 
     def _flat_labels(self, labels, batch_shape):
@@ -395,36 +395,45 @@ class Glow(GlowBijector):
         # Only conditional priors take labels.
         return {} if prior.num_classes is None else {"labels": labels}
 
-    def _encode(self, images, initialize, labels, conditioning):
-        batch_shape = tf.shape(images)[:-3]
+    def _leave(self, level, x, labels):
+        """The end of level `level` < L - 1 in the encoding direction: the split prior's
+        inverse, then the split. Returns (kept channels, leaving latent z, log-det)."""
+        log_det = 0.0
+        if self.split_priors:
+            prior = self.split_priors[level]
+            x, log_det = prior.inverse_and_log_det(x, **self._prior_labels(prior, labels))
+        x, z = split_channels(x, self._kept_channels[level])
+        return x, z, log_det
+
+    def _top(self, x, labels):
+        """The top latent in the encoding direction, and its prior's log-det."""
+        if self.top_prior is None:
+            return x, 0.0
+        return self.top_prior.inverse_and_log_det(x, **self._prior_labels(self.top_prior, labels))
+
+    def _flat_latent(self, latents, batch_shape):
+        flat = self.merge_latents(latents)
+        return flat, tf.reshape(flat, tf.concat([batch_shape, [self.event_size]], 0))
+
+    def _inverse_and_log_det(self, y, labels=None, **conditioning):
+        self._check_image(y)
+        batch_shape = tf.shape(y)[:-3]
         labels = self._flat_labels(labels, batch_shape)
-        x = tf.reshape(images, [-1, *self._image_shape])
+        x = tf.reshape(y, [-1, *self._image_shape])
         latents = []
         log_det = 0.0
         for level in range(self._num_levels):
-            x = self.squeeze.forward_and_log_det(x)[0]
-            if initialize:
-                for step in self.steps[level]:
-                    x = step.initialize(x, **conditioning)
-            else:
-                x, ldj = self.step_loops[level].inverse_and_log_det(
-                    x, recompute=self._memory_efficient, unroll=not self._memory_efficient, **conditioning
-                )
-                log_det += ldj
+            x = squeeze.squeeze(x)
+            x, step_log_det = self.steps[level].inverse_and_log_det(x, **conditioning)
+            log_det += step_log_det
             if level < self._num_levels - 1:
-                if self.split_priors:
-                    prior = self.split_priors[level]
-                    x, ldj = prior.inverse_and_log_det(x, **self._prior_labels(prior, labels))
-                    log_det += ldj
-                x, z = split_channels(x, self._kept_channels[level])
+                x, z, prior_log_det = self._leave(level, x, labels)
+                log_det += prior_log_det
                 latents.append(z)
-        if self.top_prior is not None:
-            x, ldj = self.top_prior.inverse_and_log_det(x, **self._prior_labels(self.top_prior, labels))
-            log_det += ldj
+        x, top_log_det = self._top(x, labels)
         latents.append(x)
-        flat = self.merge_latents(latents)
-        z = tf.reshape(flat, tf.concat([batch_shape, [self.event_size]], 0))
-        return z, _per_example(log_det, flat, batch_shape)
+        flat, z = self._flat_latent(latents, batch_shape)
+        return z, _per_example(log_det + top_log_det, flat, batch_shape)
 
     def _forward_and_log_det(self, z, labels=None, **conditioning):
         self._check_flat(z)
@@ -443,11 +452,9 @@ class Glow(GlowBijector):
                     prior = self.split_priors[level]
                     x, ldj = prior.forward_and_log_det(x, **self._prior_labels(prior, labels))
                     log_det += ldj
-            x, ldj = self.step_loops[level].forward_and_log_det(
-                x, unroll=not self._memory_efficient, **conditioning
-            )
+            x, ldj = self.steps[level].forward_and_log_det(x, **conditioning)
             log_det += ldj
-            x = self.squeeze.inverse_and_log_det(x)[0]
+            x = squeeze.unsqueeze(x)
         images = tf.reshape(x, tf.concat([batch_shape, self._image_shape], 0))
         return images, _per_example(log_det, x, batch_shape)
 
@@ -464,30 +471,52 @@ class Glow(GlowBijector):
           labels: integer class labels of the images, required by (and only by)
             a class-conditional Glow. They reach no ActNorm (the priors come
             after every step), only the returned latent.
-          **conditioning: conditioning inputs of the couplings, if any.
+          **conditioning: conditioning inputs of the couplings, if any (ignored:
+            initialization uses no dropout).
 
         Returns:
           The flat latent `inverse(images)` after initialization.
         """
         images = tf.convert_to_tensor(images, dtype=self.dtype, name="images")
         self._check_image(images)
-        self._cache.clear()
-        return self._encode(images, initialize=True, labels=labels, conditioning=conditioning)[0]
+        images = check_finite_for_initialization(images, f"Glow '{self.name}'")
+        self.clear_cache()
+        batch_shape = tf.shape(images)[:-3]
+        labels = self._flat_labels(labels, batch_shape)
+        x = tf.reshape(images, [-1, *self._image_shape])
+        latents = []
+        for level in range(self._num_levels):
+            x = self.steps[level].initialize(squeeze.squeeze(x))
+            if level < self._num_levels - 1:
+                x, z, _ = self._leave(level, x, labels)
+                latents.append(z)
+        latents.append(self._top(x, labels)[0])
+        return self._flat_latent(latents, batch_shape)[1]
+
+    def is_initialized(self) -> tf.Tensor:
+        """Whether every ActNorm of the flow is initialized (a boolean scalar)."""
+        return tf.reduce_all([level.is_initialized() for level in self.steps])
+
+    def _parameter_control_dependencies(self, is_init):
+        if not self.validate_args or is_init:
+            return []
+        return [
+            tf.debugging.Assert(
+                self.is_initialized(),
+                [
+                    f"Glow '{self.name}' is used before its ActNorms were initialized: call "
+                    "initialize(batch) on a real data batch first."
+                ],
+            )
+        ]
 
     @property
-    def actnorms(self):
-        """Every ActNorm of the flow, in encoding order (for checking initialization)."""
+    def actnorms(self) -> list:
+        """Read-only views of every ActNorm, in encoding order: each step's own (an `ActNorm`),
+        then its coupling network's two (modules with `loc`, `log_scale` and `initialized`)."""
         found = []
         for level in self.steps:
             for step in level:
-                found.append(step.actnorm)
                 network = step.coupling.conditioner
-                found.extend(
-                    m
-                    for m in (
-                        getattr(network, "actnorm_in", None),
-                        getattr(network, "actnorm_hidden", None),
-                    )
-                    if m
-                )
+                found.extend([step.actnorm, network.actnorm_in, network.actnorm_hidden])
         return found

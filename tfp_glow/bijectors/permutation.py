@@ -7,11 +7,12 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, check_image, check_int
+from tfp_glow import variables
+from tfp_glow._checks import check_image, check_int
+from tfp_glow.bijectors._base import GlowBijector
+from tfp_glow.functional import permutation as permutation_lib
 
 __all__ = ["ChannelPermutation"]
-
-_KINDS = ("reverse", "shuffle")
 
 
 class ChannelPermutation(GlowBijector):
@@ -34,6 +35,7 @@ class ChannelPermutation(GlowBijector):
         permutation: Sequence[int] | None = None,
         seed: int | None = None,
         validate_args: bool = False,
+        params: dict | None = None,
         name: str = "channel_permutation",
     ):
         """Creates a ChannelPermutation.
@@ -44,6 +46,8 @@ class ChannelPermutation(GlowBijector):
           permutation: optional explicit permutation of `range(channels)`.
           seed: Python `int` or `None`, seed of the `'shuffle'` order.
           validate_args: Python `bool`, unused apart from TFP's own checks.
+          params: optional dict with the int32 tensor `permutation` [C] to use instead of
+            a new variable (a read-only view). Default `None`.
           name: Python `str` name prefixed to ops created by this class.
 
         Raises:
@@ -52,22 +56,20 @@ class ChannelPermutation(GlowBijector):
         """
         parameters = dict(locals())
         channels = check_int(channels, "channels")
-        if permutation is None:
-            if kind == "reverse":
-                permutation = np.arange(channels)[::-1]
-            elif kind == "shuffle":
-                permutation = np.random.default_rng(seed).permutation(channels)
+        if params is None:
+            if permutation is None:
+                params = permutation_lib.init_params(channels, kind, seed)
             else:
-                raise ValueError(f"`kind` must be one of {_KINDS}. Received: kind={kind!r}")
-        permutation = np.asarray(permutation)
-        if sorted(permutation.tolist()) != list(range(channels)):
-            raise ValueError(
-                f"`permutation` must be a permutation of range({channels}). "
-                f"Received: permutation={permutation.tolist()}"
-            )
+                order = np.asarray(permutation)
+                if sorted(order.tolist()) != list(range(channels)):
+                    raise ValueError(
+                        f"`permutation` must be a permutation of range({channels}). "
+                        f"Received: permutation={order.tolist()}"
+                    )
+                params = {"permutation": order.astype(np.int32)}
         with tf.name_scope(name) as name:
             self._channels = channels
-            self.permutation = tf.Variable(permutation.astype(np.int32), trainable=False, name="permutation")
+            self.permutation = variables.create(params)["permutation"]
             super().__init__(
                 forward_min_event_ndims=3,
                 is_constant_jacobian=True,
@@ -80,14 +82,17 @@ class ChannelPermutation(GlowBijector):
     def channels(self) -> int:
         return self._channels
 
-    def _zeros(self, t):
-        return tf.zeros([], t.dtype)
+    @property
+    def params(self) -> dict:
+        return {"permutation": self.permutation}
+
+    def _weights(self) -> dict:
+        return permutation_lib.weights(variables.read(self.params))
 
     def _forward_and_log_det(self, x):
         check_image(x, self._channels, self.name)
-        return tf.gather(x, self.permutation, axis=-1), self._zeros(x)
+        return permutation_lib.forward(self._weights(), x)
 
     def _inverse_and_log_det(self, y):
         check_image(y, self._channels, self.name)
-        inverse_permutation = tf.math.invert_permutation(self.permutation)
-        return tf.gather(y, inverse_permutation, axis=-1), self._zeros(y)
+        return permutation_lib.inverse(self._weights(), y)

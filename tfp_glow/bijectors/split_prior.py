@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, check_image, check_int
-from tfp_glow.bijectors.class_projection import ClassProjection
-from tfp_glow.bijectors.coupling import merge_channels, split_channels
+from tfp_glow._checks import check_image, check_int, spatial_shape
+from tfp_glow.bijectors._base import GlowBijector
+from tfp_glow.functional import priors
+from tfp_glow.networks.class_projection import ClassProjection, class_term
 from tfp_glow.networks.conv import ZeroConv2D
 
 __all__ = ["SplitPrior"]
@@ -28,10 +29,10 @@ class SplitPrior(GlowBijector):
 
         (h, z) -> (h, eps),      eps = (z - mu(h)) / sigma(h)
 
-    `log|det J_forward| = sum(log sigma(h))`. So the base distribution of the whole
-    model stays a standard normal and temperature is the scale of that base. At
-    initialization mu = 0 and sigma = 1: the prior is a standard normal and the
-    bijector the identity.
+    `log|det J_forward| = sum(log sigma(h))` (`tfp_glow.functional.priors`). So the base
+    distribution of the whole model stays a standard normal and temperature is the
+    scale of that base. At initialization mu = 0 and sigma = 1: the prior is a standard
+    normal and the bijector the identity.
 
     Class-conditional (`num_classes=K`): a zero-initialized linear map of the
     one-hot label y adds to the convolution's output, channelwise at every
@@ -80,6 +81,7 @@ class SplitPrior(GlowBijector):
                 2 * (channels - self._channels_kept),
                 3,
                 dtype=dtype,
+                params=priors.split_prior_init_params(channels, dtype),
                 name="prior_conv",
             )
             self.class_projection = None
@@ -112,28 +114,24 @@ class SplitPrior(GlowBijector):
         """K for a class-conditional prior, else `None`."""
         return None if self.class_projection is None else self.class_projection.num_classes
 
+    def _class_term(self, labels):
+        return class_term(self.class_projection, labels, self.name)
+
+    def _network_weights(self, x):
+        return self.prior_network.weights(*spatial_shape(x))
+
     def mean_and_log_scale(self, h: tf.Tensor, labels=None) -> tuple[tf.Tensor, tf.Tensor]:
         """mu(h) and log sigma(h) of the leaving channels, given the kept ones (and the labels)."""
-        out = self.prior_network(h)
-        if self.class_projection is not None:
-            out += self.class_projection(labels, owner=self.name)
-        elif labels is not None:
-            raise ValueError(
-                f"{self.name} is not class-conditional (num_classes=None), so it takes no labels. "
-                f"Received: labels={labels!r}"
-            )
-        return out[..., 0::2], out[..., 1::2]
+        return priors.split_prior_mean_and_log_scale(self._network_weights(h), h, self._class_term(labels))
 
     def _forward_and_log_det(self, x, labels=None):
         check_image(x, self._channels, self.name)
-        h, eps = split_channels(x, self._channels_kept)
-        mean, log_scale = self.mean_and_log_scale(h, labels)
-        z = mean + tf.exp(log_scale) * eps
-        return merge_channels(h, z), tf.reduce_sum(log_scale, axis=[-3, -2, -1])
+        return priors.split_prior_forward(
+            self._network_weights(x), x, self._channels_kept, self._class_term(labels)
+        )
 
     def _inverse_and_log_det(self, y, labels=None):
         check_image(y, self._channels, self.name)
-        h, z = split_channels(y, self._channels_kept)
-        mean, log_scale = self.mean_and_log_scale(h, labels)
-        eps = (z - mean) * tf.exp(-log_scale)
-        return merge_channels(h, eps), -tf.reduce_sum(log_scale, axis=[-3, -2, -1])
+        return priors.split_prior_inverse(
+            self._network_weights(y), y, self._channels_kept, self._class_term(labels)
+        )

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import GlowBijector, check_image, check_int, spatial_size
-from tfp_glow.bijectors.class_projection import ClassProjection
+from tfp_glow import variables
+from tfp_glow._checks import check_image, check_int
+from tfp_glow.bijectors._base import GlowBijector
+from tfp_glow.functional import priors
+from tfp_glow.networks.class_projection import ClassProjection, class_term
 
 __all__ = ["TopPrior"]
 
@@ -14,9 +17,9 @@ class TopPrior(GlowBijector):
     """Learned prior N(mu, sigma) of the top latent, per channel (the reference `learntop`).
 
     Forward (generative, noise -> top latent): `z = mu + sigma * eps`; inverse
-    (encoding): `eps = (z - mu) / sigma`; `log|det J_forward| = H * W * sum(log sigma)`.
-    mu and log sigma are trainable and start at zero, so an untrained TopPrior is
-    the identity and the prior a standard normal.
+    (encoding): `eps = (z - mu) / sigma`; `log|det J_forward| = H * W * sum(log sigma)`
+    (`tfp_glow.functional.priors`). mu and log sigma are trainable and start at zero, so
+    an untrained TopPrior is the identity and the prior a standard normal.
 
     Class-conditional (`num_classes=K`, the reference `ycond`): a zero-initialized
     linear map of the one-hot label y adds to both, per channel,
@@ -64,8 +67,8 @@ class TopPrior(GlowBijector):
         channels = check_int(channels, "channels")
         with tf.name_scope(name) as name:
             self._channels = channels
-            self.mean = tf.Variable(tf.zeros([channels], dtype), name="mean")
-            self.log_scale = tf.Variable(tf.zeros([channels], dtype), name="log_scale")
+            created = variables.create(priors.top_prior_init_params(channels, dtype))
+            self.mean, self.log_scale = created["mean"], created["log_scale"]
             self.class_projection = None
             if num_classes is not None:
                 self.class_projection = ClassProjection(
@@ -90,30 +93,21 @@ class TopPrior(GlowBijector):
         """K for a class-conditional prior, else `None`."""
         return None if self.class_projection is None else self.class_projection.num_classes
 
+    @property
+    def params(self) -> dict:
+        return {"mean": self.mean, "log_scale": self.log_scale}
+
+    def _class_term(self, labels):
+        return class_term(self.class_projection, labels, self.name)
+
     def mean_and_log_scale(self, labels=None) -> tuple[tf.Tensor, tf.Tensor]:
         """mu and log sigma: [C], or [..., 1, 1, C] given `labels` [...]."""
-        if self.class_projection is None:
-            if labels is not None:
-                raise ValueError(
-                    f"{self.name} is not class-conditional (num_classes=None), so it takes no labels. "
-                    f"Received: labels={labels!r}"
-                )
-            return self.mean, self.log_scale
-        out = self.class_projection(labels, owner=self.name)
-        # As the reference code: the first C channels shift the mean, the last C the log-scale.
-        return self.mean + out[..., : self._channels], self.log_scale + out[..., self._channels :]
-
-    def _log_det(self, t, log_scale):
-        # Each of the H * W positions adds sum(log sigma); per example when conditional.
-        axis = None if self.class_projection is None else [-3, -2, -1]
-        return spatial_size(t) * tf.reduce_sum(log_scale, axis=axis)
+        return priors.top_prior_mean_and_log_scale(variables.read(self.params), self._class_term(labels))
 
     def _forward_and_log_det(self, x, labels=None):
         check_image(x, self._channels, self.name)
-        mean, log_scale = self.mean_and_log_scale(labels)
-        return mean + tf.exp(log_scale) * x, self._log_det(x, log_scale)
+        return priors.top_prior_forward(variables.read(self.params), x, self._class_term(labels))
 
     def _inverse_and_log_det(self, y, labels=None):
         check_image(y, self._channels, self.name)
-        mean, log_scale = self.mean_and_log_scale(labels)
-        return (y - mean) * tf.exp(-log_scale), -self._log_det(y, log_scale)
+        return priors.top_prior_inverse(variables.read(self.params), y, self._class_term(labels))

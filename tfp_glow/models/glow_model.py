@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfp_glow import _compat
 from tfp_glow.bijectors.glow import Glow
 from tfp_glow.distributions import (
     bits_per_dim,
@@ -24,7 +25,7 @@ __all__ = ["GlowModel"]
 
 
 @keras.saving.register_keras_serializable(package="tfp_glow")
-class GlowModel(keras.Model):
+class GlowModel(_compat.BuildsWithoutData, keras.Model):
     """Glow [1] as a Keras 3 model over integer images.
 
     Input: integer images [N, H, W, C] with levels in [0, 256) (`uint8`) for an
@@ -432,7 +433,8 @@ class GlowModel(keras.Model):
     # Initialization.
 
     def is_initialized(self) -> bool:
-        return all(bool(a.initialized.numpy()) for a in self._glow.actnorms)
+        """Whether every ActNorm of the flow is initialized."""
+        return bool(self._glow.is_initialized())
 
     def initialize(self, images, labels=None) -> None:
         """Data-dependent ActNorm initialization from a real batch; idempotent.
@@ -493,18 +495,10 @@ class GlowModel(keras.Model):
                 "Received: images without labels"
             )
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Builds the optimizer in the strategy's scope before the first step, without data.
-
-        Keras's TF trainer takes the first batch from the training iterator for this (so that
-        batch is never trained on) and, under a strategy, all-reduces it, which
-        MultiWorkerMirroredStrategy's collectives refuse for uint8 images (keras-team/keras#20585).
-        The model is built at construction, so the image shape is all this needs.
-        """
-        if self._distribute_strategy is None:
-            return
-        with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=np.zeros((1, *self.image_shape), np.uint8))
+    def symbolic_build_batch(self):
+        """The batch Keras builds the optimizer from under a strategy (see `_compat.BuildsWithoutData`):
+        the model is built at construction, so the image shape is all it needs."""
+        return np.zeros((1, *self.image_shape), np.uint8)
 
     # Training.
 
@@ -620,7 +614,7 @@ class GlowModel(keras.Model):
         def skip():
             return tf.constant(False)
 
-        if not tf.distribute.has_strategy() or tf.__internal__.distribute.strategy_supports_no_merge_call():
+        if not tf.distribute.has_strategy() or _compat.strategy_supports_no_merge_call():
             tf.cond(finite, apply, skip)
             return
 
@@ -646,7 +640,7 @@ class GlowModel(keras.Model):
         logs = {m.name: m.result() for m in metrics}
         strategy = self.distribute_strategy
         multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        if multi_worker and strategy.extended._in_multi_worker_mode():
+        if multi_worker and _compat.in_multi_worker_mode(strategy):
             logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
         return logs
 

@@ -1,7 +1,12 @@
 """Writes the files of tfp-glow 0.1.0 (before the functional core) that later versions must load."""
-import os, sys, json
+
+import os
+import sys
+
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-import numpy as np, tensorflow as tf, keras
+import numpy as np
+import tensorflow as tf
+
 import tfp_glow
 from tfp_glow import data
 
@@ -15,9 +20,22 @@ tf.keras.utils.set_random_seed(0)
 expected = {}
 specs = {
     "digits_tiny": dict(kwargs=dict(num_levels=2, num_steps=2, hidden_channels=8, seed=0), fit_labels=False),
-    "conditional_tiny": dict(kwargs=dict(num_levels=2, num_steps=3, hidden_channels=8, seed=1, num_classes=10,
-        conditional_split_priors=True, class_loss_weight=0.1, lu_decomposed=False, coupling="additive",
-        dequantization="uniform", dropout=0.0), fit_labels=True),
+    "conditional_tiny": dict(
+        kwargs=dict(
+            num_levels=2,
+            num_steps=3,
+            hidden_channels=8,
+            seed=1,
+            num_classes=10,
+            conditional_split_priors=True,
+            class_loss_weight=0.1,
+            lu_decomposed=False,
+            coupling="additive",
+            dequantization="uniform",
+            dropout=0.0,
+        ),
+        fit_labels=True,
+    ),
 }
 for name, spec in specs.items():
     model = tfp_glow.GlowModel.from_preset("digits", **spec["kwargs"])
@@ -31,7 +49,9 @@ for name, spec in specs.items():
     kw = {"labels": test_labels} if spec["fit_labels"] else {}
     expected[f"{name}/log_prob"] = model.log_prob(test, **kw).numpy()
     expected[f"{name}/latents"] = model.encode(test, **kw).numpy()
-    expected[f"{name}/samples"] = model.sample(4, temperature=0.7, seed=1, **({"labels": 3} if spec["fit_labels"] else {})).numpy()
+    expected[f"{name}/samples"] = model.sample(
+        4, temperature=0.7, seed=1, **({"labels": 3} if spec["fit_labels"] else {})
+    ).numpy()
     expected[f"{name}/iterations"] = np.asarray(model.optimizer.iterations.numpy())
     expected[f"{name}/num_weights"] = np.asarray(len(model.weights))
 np.savez(os.path.join(out, "expected.npz"), images=test, labels=test_labels, **expected)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfp_glow.bijectors._base import check_int
-from tfp_glow.networks.conv import ZeroConv2D
+from tfp_glow import variables
+from tfp_glow._checks import check_int
+from tfp_glow.functional import priors
 
-__all__ = ["ClassProjection"]
+__all__ = ["ClassProjection", "class_term"]
 
 
 class ClassProjection(tf.Module):
@@ -18,8 +19,8 @@ class ClassProjection(tf.Module):
     W, b and logs start at zero (the reference code's `linear_zeros`), so an
     untrained class-conditional prior equals the unconditional one. The output has
     two unit spatial dimensions so that it adds channelwise to a prior's
-    [..., H, W, out_channels] parameters (a 1x1 `ZeroConv2D` over the one-hot label
-    seen as a 1x1 image).
+    [..., H, W, out_channels] parameters (a 1x1 zero convolution over the one-hot
+    label seen as a 1x1 image; its variables are in the sub-module `linear`).
 
     Labels are integer class indices y in [0, num_classes) of any shape that
     broadcasts against the batch shape (a scalar conditions a whole batch on one
@@ -46,10 +47,11 @@ class ClassProjection(tf.Module):
         """
         super().__init__(name=name)
         self._num_classes = check_int(num_classes, "num_classes")
-        self._dtype = dtype
         self._validate_args = validate_args
         with self.name_scope:
-            self.linear = ZeroConv2D(self._num_classes, out_channels, 1, dtype=dtype, name="linear")
+            self.linear = variables.ParameterModule(
+                priors.class_projection_init_params(self._num_classes, out_channels, dtype), "linear"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -88,5 +90,17 @@ class ClassProjection(tf.Module):
             ]
             with tf.control_dependencies(checks):
                 labels = tf.identity(labels)
-        one_hot = tf.one_hot(labels, self._num_classes, dtype=self._dtype)
-        return self.linear(one_hot[..., tf.newaxis, tf.newaxis, :])
+        return priors.class_projection(variables.read(self.linear.params), labels, self._num_classes)
+
+
+def class_term(projection: ClassProjection | None, labels, owner: str) -> tf.Tensor | None:
+    """`projection(labels)`, or `None` for an unconditional prior (`projection` None), which
+    refuses labels with a ValueError naming `owner`."""
+    if projection is not None:
+        return projection(labels, owner=owner)
+    if labels is not None:
+        raise ValueError(
+            f"{owner} is not class-conditional (num_classes=None), so it takes no labels. "
+            f"Received: labels={labels!r}"
+        )
+    return None

@@ -1,0 +1,133 @@
+"""Every use of a private TensorFlow, TensorFlow Probability or Keras API, in one place.
+
+Each is here for a reason that the public API does not cover, written beside it, and
+`tests/test_compat.py` checks each against the installed versions: an upgrade that renames or
+removes one fails there, with a message naming it, instead of somewhere deep in training.
+Tested with TensorFlow 2.21, TensorFlow Probability 0.25 and Keras 3.15.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+__all__ = [
+    "BuildsWithoutData",
+    "GreedyCacheBijector",
+    "SwapEMAWeightsHook",
+    "ema_variable_pairs",
+    "in_multi_worker_mode",
+    "optimizer_strategy",
+    "strategy_supports_no_merge_call",
+]
+
+TESTED_WITH = "TensorFlow 2.21, TensorFlow Probability 0.25 and Keras 3.15"
+
+
+class PrivateAPIError(RuntimeError):
+    """A private API that tfp-glow relies on is missing from the installed version."""
+
+
+def private(owner, name: str, library: str):
+    """`getattr(owner, name)`, or a PrivateAPIError naming what is missing from `library`."""
+    try:
+        return getattr(owner, name)
+    except AttributeError:
+        owner_name = getattr(owner, "__name__", type(owner).__name__)
+        raise PrivateAPIError(
+            f"tfp-glow needs {library}'s private `{owner_name}.{name}`, which the installed version "
+            f"lacks; it was tested with {TESTED_WITH}."
+        ) from None
+
+
+def _greedy_cache():
+    # TFP's cache that stores the results of both directions from one pass (as tfb.FFJORD uses it):
+    # Glow's networks then run once for log_prob, not once for the output and again for the log-det.
+    try:
+        from tensorflow_probability.python.internal import cache_util
+    except ImportError as error:
+        raise PrivateAPIError(
+            f"tfp-glow needs TensorFlow Probability's private cache_util ({error}); "
+            f"it was tested with {TESTED_WITH}."
+        ) from None
+    cache = private(cache_util, "BijectorCacheWithGreedyAttrs", "TensorFlow Probability")
+    return cache(forward_name="_augmented_forward", inverse_name="_augmented_inverse")
+
+
+class GreedyCacheBijector(tfp.bijectors.Bijector):
+    """A `tfb.Bijector` whose TFP cache is filled by one pass in either direction.
+
+    Subclasses implement `_augmented_forward(x) -> (y, {"ildj": ...})` and
+    `_augmented_inverse(y) -> (x, {"ildj": ...})`. TFP keys its cache by a bijector's
+    `_get_parameterization()` and shares entries between bijectors whose parameters compare
+    equal; here each instance is its own key, since each owns its variables.
+    """
+
+    _cache = _greedy_cache()
+
+    def _get_parameterization(self):
+        return id(self)
+
+    def clear_cache(self) -> None:
+        """Forgets the cached results (after the parameters changed without a new tensor)."""
+        self._cache.clear()
+
+
+def strategy_supports_no_merge_call() -> bool:
+    """Whether the current strategy's optimizer updates run without `merge_call` (they may then sit
+    in a `tf.cond` in the replica context); TF has no public equivalent."""
+    internal = private(tf, "__internal__", "TensorFlow")
+    return private(internal.distribute, "strategy_supports_no_merge_call", "TensorFlow")()
+
+
+def in_multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
+    """Whether a MultiWorkerMirroredStrategy spans several workers (public only as the cluster's
+    TF_CONFIG, which a strategy may have been given otherwise)."""
+    return private(strategy.extended, "_in_multi_worker_mode", "TensorFlow")()
+
+
+def optimizer_strategy(optimizer: keras.optimizers.Optimizer) -> tf.distribute.Strategy:
+    """The strategy whose replicas hold the optimizer's variables (Keras keeps it private)."""
+    return private(optimizer, "_distribution_strategy", "Keras")
+
+
+def ema_variable_pairs(optimizer: keras.optimizers.Optimizer) -> list[tuple]:
+    """(variable, its moving average) for each trainable variable of a `use_ema` optimizer, as
+    Keras's own `SwapEMAWeights` reads them."""
+    return list(
+        zip(
+            private(optimizer, "_trainable_variables", "Keras"),
+            private(optimizer, "_model_variables_moving_average", "Keras"),
+            strict=True,
+        )
+    )
+
+
+class SwapEMAWeightsHook(keras.callbacks.SwapEMAWeights):
+    """Keras's `SwapEMAWeights`, its exchange of an optimizer's variables with their averages
+    (the private `_tf_swap_variables`) routed to `swap(optimizer)`: Keras decides when to swap,
+    a subclass how."""
+
+    def _tf_swap_variables(self, optimizer):
+        self.swap(optimizer)
+
+    def swap(self, optimizer: keras.optimizers.Optimizer) -> None:
+        raise NotImplementedError
+
+
+class BuildsWithoutData:
+    """A `keras.Model` mixin: before the first step, Keras's TF trainer builds the optimizer and
+    metrics from the first batch of the training iterator (the private `_maybe_symbolic_build`),
+    which is then never trained on and, under a strategy, is all-reduced first, which
+    MultiWorkerMirroredStrategy's collectives refuse for uint8 images (keras-team/keras#20585). A
+    model whose weights exist from construction builds from `symbolic_build_batch()` instead."""
+
+    def symbolic_build_batch(self):
+        raise NotImplementedError
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if private(self, "_distribute_strategy", "Keras") is None:
+            return
+        with self.distribute_strategy.scope():
+            private(self, "_symbolic_build", "Keras")(data_batch=self.symbolic_build_batch())

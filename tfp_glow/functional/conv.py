@@ -1,0 +1,139 @@
+"""The convolutions of Glow's networks, as pure functions of their parameters, on NHWC images.
+
+`conv2d` is a 'SAME' convolution, optionally with the reference code's edge bias: a channel of
+ones joins the input, and zero padding turns it into a border indicator, so the convolution knows
+where the image ends. Since conv([x, 1], K) = conv(x, K_x) + conv(1, K_1) and the second term is
+the same for every image, it is computed once per image size as a `border_map` and added as a
+bias. `zero_conv` is the zero-initialized output convolution of the coupling networks and split
+priors, scaled by exp(3 * logs). Functions of the parameters alone take any leading axes (a level's
+stacked steps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tfp_glow._checks import spatial_shape
+
+__all__ = [
+    "border_map",
+    "conv2d",
+    "conv_init_params",
+    "image_conv2d",
+    "split_kernel",
+    "with_border",
+    "zero_conv",
+    "zero_conv_init_params",
+    "zero_conv_weights",
+]
+
+LOGSCALE_FACTOR = 3.0
+
+
+def conv_init_params(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    edge_bias: bool,
+    seed: int | None = None,
+    dtype: tf.DType = tf.float32,
+) -> dict:
+    """A kernel [k, k, C (+ 1), O] from N(0, 0.05^2), as in the reference code (no bias: an
+    ActNorm follows)."""
+    shape = (kernel_size, kernel_size, in_channels + edge_bias, out_channels)
+    kernel = 0.05 * np.random.default_rng(seed).standard_normal(shape)
+    return {"kernel": kernel.astype(dtype.as_numpy_dtype)}
+
+
+def zero_conv_init_params(
+    in_channels: int, out_channels: int, kernel_size: int, edge_bias: bool, dtype: tf.DType = tf.float32
+) -> dict:
+    """Kernel, bias and logs, all zero: the output starts at exactly zero."""
+    numpy_dtype = dtype.as_numpy_dtype
+    return {
+        "kernel": np.zeros((kernel_size, kernel_size, in_channels + edge_bias, out_channels), numpy_dtype),
+        "bias": np.zeros([out_channels], numpy_dtype),
+        "logs": np.zeros([out_channels], numpy_dtype),
+    }
+
+
+def split_kernel(kernel: tf.Tensor, edge_bias: bool) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """(kernel of the image channels, kernel of the border indicator or None).
+
+    `kernel` [..., k, k, C (+ 1), O]: with `edge_bias`, the last input channel is the border's.
+    """
+    if not edge_bias:
+        return kernel, None
+    channels = kernel.shape[-2] - 1
+    return kernel[..., :channels, :], kernel[..., channels:, :]
+
+
+def border_map(edge_kernel: tf.Tensor, height: int | tf.Tensor, width: int | tf.Tensor) -> tf.Tensor:
+    """conv(1, K_1), the border indicator's part of an edge-bias convolution: [..., H, W, O].
+
+    At pixel (h, w) it sums the taps of K_1 that fall inside the image,
+
+        out[h, w, o] = sum_ij [0 <= h + i - p < H] [0 <= w + j - p < W] K_1[i, j, 0, o],
+
+    p = (k - 1) // 2 ('SAME' padding). `edge_kernel` [..., k, k, 1, O].
+    """
+    size = edge_kernel.shape[-4]
+    rows = _inside(height, size, edge_kernel.dtype)
+    cols = _inside(width, size, edge_kernel.dtype)
+    return tf.einsum("hi,wj,...ijo->...hwo", rows, cols, edge_kernel[..., 0, :])
+
+
+def _inside(length: int | tf.Tensor, size: int, dtype: tf.DType) -> tf.Tensor:
+    """[length, size]: whether tap i of a 'SAME' kernel at position t lies inside [0, length)."""
+    position = tf.range(length)[:, tf.newaxis] + tf.range(size)[tf.newaxis, :] - (size - 1) // 2
+    return tf.cast((position >= 0) & (position < length), dtype)
+
+
+def with_border(
+    bias: tf.Tensor, edge_kernel: tf.Tensor | None, height: int | tf.Tensor, width: int | tf.Tensor
+) -> tf.Tensor:
+    """`bias` [..., O] plus the border map of `edge_kernel`, if any: [..., H, W, O] or [..., O]."""
+    if edge_kernel is None:
+        return bias
+    return border_map(edge_kernel, height, width) + bias[..., tf.newaxis, tf.newaxis, :]
+
+
+def image_conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """'SAME' convolution without the border term, of images with any leading batch dimensions."""
+    if x.shape.rank == 4:  # the common case: no reshapes, fewer ops to trace
+        return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+    shape = tf.shape(x)
+    out = tf.nn.conv2d(tf.reshape(x, tf.concat([[-1], shape[-3:]], 0)), kernel, strides=1, padding="SAME")
+    return tf.reshape(out, tf.concat([shape[:-1], tf.shape(out)[-1:]], 0))
+
+
+def conv2d(x: tf.Tensor, kernel: tf.Tensor, edge_bias: bool = False) -> tf.Tensor:
+    """'SAME' convolution of images [..., H, W, C]; with `edge_bias`, `kernel` has C + 1 input
+    channels, the last one the border indicator's."""
+    kernel, edge_kernel = split_kernel(kernel, edge_bias)
+    out = image_conv2d(x, kernel)
+    return out if edge_kernel is None else out + border_map(edge_kernel, *spatial_shape(x))
+
+
+def zero_conv_weights(
+    params: dict,
+    height: int | tf.Tensor,
+    width: int | tf.Tensor,
+    edge_bias: bool,
+    logscale_factor: float = LOGSCALE_FACTOR,
+) -> dict:
+    """The image kernel, the bias with the border term ([..., H, W, O] with edge bias) and the
+    output scale exp(logscale_factor * logs) of `zero_conv`, for images of size H x W."""
+    kernel, edge_kernel = split_kernel(params["kernel"], edge_bias)
+    return {
+        "kernel": kernel,
+        "bias": with_border(params["bias"], edge_kernel, height, width),
+        "scale": tf.exp(params["logs"] * logscale_factor),
+    }
+
+
+def zero_conv(weights: dict, x: tf.Tensor) -> tf.Tensor:
+    """out = (conv(x, kernel) + bias) * exp(3 * logs); the factor 3 (the reference code's
+    `logscale_factor`) speeds up the learning of the output scale."""
+    return (image_conv2d(x, weights["kernel"]) + weights["bias"]) * weights["scale"]
