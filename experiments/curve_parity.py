@@ -54,7 +54,7 @@ def main() -> None:
         with open(os.path.join(model_dir, "metrics.json")) as f:
             metrics = json.load(f)
         histories[name] = metrics["history"]
-        print(f"{name}: test bits/dim {metrics['test_bits_per_dim']:.4f}", flush=True)
+        print(f"{name}: test bits/dim {metrics['test_bits_per_dim_one_sample']:.4f}", flush=True)
 
     print("\n| epoch | " + " | ".join(f"{n} train / val" for n in CONFIGS) + " |")
     print("|---|" + "---|" * len(CONFIGS))

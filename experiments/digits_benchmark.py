@@ -48,12 +48,12 @@ def main() -> None:
     )
     flags = " ".join(args.extra) or "(defaults)"
     # The importance-sampled discrete likelihood (absent with --iw_samples=0 or from older runs).
-    discrete = metrics.get("test_discrete_bits_per_dim")
+    discrete = metrics.get("test_bits_per_dim_importance_sampled")
     discrete = "n/a" if discrete is None else f"{discrete:.3f} ({metrics['iw_samples']} samples)"
     print(
         f"| {time.strftime('%Y-%m-%d')} | `tfp-glow train {flags}` | {wall:.0f} s "
         f"| {metrics['epochs']} (best {metrics['best_epoch']}) "
-        f"| {metrics['test_bits_per_dim']:.3f} | {discrete} | {baseline:.3f} "
+        f"| {metrics['test_bits_per_dim_one_sample']:.3f} | {discrete} | {baseline:.3f} "
         f"| {platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__} |"
     )
 

@@ -27,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 
 import tfp_glow  # noqa: E402
 from tfp_glow import data  # noqa: E402
-from tfp_glow.models import LEARNING_RATES, GlowModel, default_optimizer  # noqa: E402
+from tfp_glow.models import PRESETS, GlowModel, default_optimizer  # noqa: E402
 
 
 def graph_ops(model: GlowModel, batch) -> collections.Counter:
@@ -42,7 +42,7 @@ def graph_ops(model: GlowModel, batch) -> collections.Counter:
 def measure(batch_size: int, steps: int) -> dict:
     model = GlowModel.from_preset("digits", seed=0)
     train = data.load("digits", "train", batch_size, shuffle=True)
-    model.compile(optimizer=default_optimizer(LEARNING_RATES["digits"], 200, None, ema_momentum=0.99))
+    model.compile(optimizer=default_optimizer(PRESETS["digits"].learning_rate, 200, None, ema_momentum=0.99))
     start = time.perf_counter()
     model.fit(train, epochs=1, verbose=0)
     first_epoch = time.perf_counter() - start

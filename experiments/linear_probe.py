@@ -27,9 +27,9 @@ def trained_digits_model(model_dir: str, epochs: int, seed: int = 0):
     """The GlowModel of `model_dir`/model.keras, trained there by `tfp-glow train` if missing."""
     import keras
 
-    from tfp_glow import cli
+    from tfp_glow import cli, training
 
-    path = os.path.join(model_dir, cli.MODEL_FILE)
+    path = os.path.join(model_dir, training.MODEL_FILE)
     if not os.path.isfile(path):
         start = time.perf_counter()
         argv = ["tfp-glow", "train", f"--model_dir={model_dir}", f"--epochs={epochs}", f"--seed={seed}"]

@@ -20,7 +20,8 @@ import tfp_glow  # noqa: E402
 def main() -> None:
     print("| preset | image | levels L | steps K | width | coupling | input levels | parameters |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, config in tfp_glow.PRESETS.items():
+    for name, preset in tfp_glow.PRESETS.items():
+        config = preset.model
         model = tfp_glow.GlowModel.from_preset(name)
         count = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
         levels = f"{config['num_bins']}" if config.get("num_bins") else f"{config.get('n_bits', 8)}-bit"

@@ -13,7 +13,7 @@ import time
 
 import keras
 
-from tfp_glow import cli
+from tfp_glow import cli, training
 
 
 class _StopDead(keras.callbacks.Callback):
@@ -34,13 +34,8 @@ class _StopDead(keras.callbacks.Callback):
 
 def main() -> None:
     stop_after, marker, flags = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-    train_callbacks = cli._train_callbacks
-
-    def with_stop(*args, **kwargs):
-        return [*train_callbacks(*args, **kwargs), _StopDead(stop_after, marker)]
-
-    cli._train_callbacks = with_stop
-    sys.exit(cli.main(["tfp-glow", "train", *flags]))
+    config = cli._train_config(cli._parsers()["train"].parse_args(flags))
+    training.train(config, callbacks=[_StopDead(stop_after, marker)])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import keras  # noqa: E402
 
 import tfp_glow  # noqa: E402
 from tfp_glow import data  # noqa: E402
+from tfp_glow.quantization import Quantization  # noqa: E402
 
 # Uniform noise, replaced by the bin centre below, and no dropout: one replica's masks
 # cannot be those of two replicas' half batches.
@@ -39,7 +40,10 @@ def one_step(strategy):
     before = [v.numpy() for v in model.bijector.trainable_variables]
     # The bin centre instead of dequantization noise: two replicas draw noise for
     # two half batches, one replica for the whole; the averaging is what is tested.
-    model.preprocess = lambda images, noise=False: tfp_glow.GlowModel.preprocess(model, images, noise=False)
+    model.quantization.dequantize = lambda levels, seed: (
+        model.quantization.centres(levels),
+        tf.zeros(tf.shape(levels)[:1]),
+    )
     history = model.fit(tf.data.Dataset.from_tensor_slices(images).batch(64), epochs=1, verbose=0)
     # SGD with lr 0.1: the update is -0.1 * gradient.
     gradients = [
@@ -64,11 +68,11 @@ def nonfinite_step(strategy):
     before = [v.numpy() for v in model.bijector.trainable_variables]
     images[32:] = 16
 
-    def preprocess(batch, noise=False):
-        x = tfp_glow.GlowModel.preprocess(model, batch, noise=False)
-        return tf.where(tf.reduce_all(tf.equal(tf.cast(batch, tf.int32), 16)), float("nan"), x)
+    def dequantize(levels, seed):
+        x = model.quantization.centres(levels)
+        return tf.where(tf.reduce_all(tf.equal(levels, 16)), float("nan"), x), tf.zeros(tf.shape(levels)[:1])
 
-    model.preprocess = preprocess
+    model.quantization.dequantize = dequantize
     history = model.fit(tf.data.Dataset.from_tensor_slices(images).batch(64), epochs=1, verbose=0)
     unchanged = all(
         np.array_equal(b, v.numpy()) for b, v in zip(before, model.bijector.trainable_variables, strict=True)
@@ -88,8 +92,11 @@ def replica_randomness(strategy):
 
     @tf.function
     def draw():
-        uniform = model.preprocess(images, noise=True)
-        learned, _ = model._dequantize(model._levels(images), model._noise_seed())
+        levels = model.quantization.levels(images)
+        uniform, _ = Quantization(model.image_shape, model.num_bins, None).dequantize(
+            levels, model._noise_seed()
+        )
+        learned, _ = model.quantization.dequantize(levels, model._noise_seed())
         dropout_seed = model._noise_seed()
         return uniform, learned, dropout_seed
 

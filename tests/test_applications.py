@@ -107,7 +107,7 @@ def test_inpainting_keeps_observed_pixels_and_beats_a_random_fill(trained):
     mask[:, 4:] = True  # bottom half missing
     rng = np.random.default_rng(0)
     random_fill = np.where(mask, rng.integers(0, 17, images.shape), images).astype(np.uint8)
-    random_bpd = float(tf.reduce_mean(model.bits_per_dim(random_fill)))
+    random_bpd = float(tf.reduce_mean(model.score(random_fill)))
     # Garbage in the missing pixels of the input changes nothing.
     for langevin in (False, True):
         completed, bpd = model.inpaint(random_fill, mask, steps=60, langevin=langevin, seed=1)
@@ -115,7 +115,7 @@ def test_inpainting_keeps_observed_pixels_and_beats_a_random_fill(trained):
         assert completed.shape == images.shape and completed.dtype == np.uint8
         np.testing.assert_array_equal(completed[~mask], images[~mask])
         assert completed.max() < 17
-        np.testing.assert_allclose(bpd.numpy(), model.bits_per_dim(completed).numpy(), rtol=1e-6)
+        np.testing.assert_allclose(bpd.numpy(), model.score(completed).numpy(), rtol=1e-6)
         assert float(tf.reduce_mean(bpd)) < random_bpd - 1.0, (
             langevin,
             float(tf.reduce_mean(bpd)),
@@ -123,21 +123,22 @@ def test_inpainting_keeps_observed_pixels_and_beats_a_random_fill(trained):
         )
     # Gradient ascent reaches at least the likelihood of the true bottom halves.
     completed, bpd = applications.inpaint(model, images, mask, steps=100)
-    assert float(tf.reduce_mean(bpd)) < float(tf.reduce_mean(model.bits_per_dim(images)))
+    assert float(tf.reduce_mean(bpd)) < float(tf.reduce_mean(model.score(images)))
 
 
 def test_inpainting_with_nothing_missing_returns_the_images(trained):
     model, test = trained
     completed, bpd = model.inpaint(test[:4], np.zeros(test[:4].shape, bool), steps=2)
     np.testing.assert_array_equal(completed.numpy(), test[:4])
-    np.testing.assert_allclose(bpd.numpy(), model.bits_per_dim(test[:4]).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(bpd.numpy(), model.score(test[:4]).numpy(), rtol=1e-6)
 
 
-def test_score_is_bits_per_dim_per_image(trained):
+def test_score_is_the_per_image_density_score_in_batches(trained):
     model, test = trained
     scores = model.score(test, batch_size=5)
     assert scores.dtype == tf.float32 and scores.shape == (len(test),)
-    np.testing.assert_allclose(scores.numpy(), model.bits_per_dim(test).numpy(), rtol=1e-5)
+    at_centres = -(model.log_prob(test).numpy() - 64 * np.log(17)) / (64 * np.log(2))
+    np.testing.assert_allclose(scores.numpy(), at_centres, rtol=1e-5)
     noise = np.random.default_rng(0).integers(0, 17, test.shape).astype(np.uint8)
     assert float(tf.reduce_mean(model.score(noise))) > float(tf.reduce_mean(scores)) + 1.0
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfp_glow import callbacks
+from tfp_glow import files
 from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights, TimeLimit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -135,7 +135,7 @@ def test_a_failed_copy_keeps_the_last_good_best_model(tmp_path, monkeypatch):
             f.write(b"half a zip")  # a crash in the middle of copying
         raise OSError("disk full")
 
-    monkeypatch.setattr(callbacks.shutil, "copyfile", crash)
+    monkeypatch.setattr(files.shutil, "copyfile", crash)
     with pytest.raises(OSError, match="disk full"):
         best.on_epoch_end(1)
     assert (tmp_path / "model.keras").read_bytes() == (tmp_path / "epoch_001.keras").read_bytes()

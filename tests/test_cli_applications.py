@@ -1,11 +1,13 @@
 """`tfp-glow sample --temperatures`, `tfp-glow interpolate` and `tfp-glow inpaint`, end to end.
 
-The commands run in this process through `cli.main` (what `run` does after absl's start-up)
+The commands run in this process through `cli.main` (what `run` does with the command line)
 on a tiny digits model fitted once for the module and saved as `model.keras`, as `train`
 leaves it; the PNG files they write are decoded and checked cell by cell.
 """
 
 from __future__ import annotations
+
+import json
 
 import keras
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 import tfp_glow
-from tfp_glow import cli, data
+from tfp_glow import cli, data, training
 
 LEVELS = 17  # digits: grey levels 0..16
 
@@ -43,7 +45,7 @@ def _cells(path, rows, cols, size=8, pad=1):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    """A folder holding model.keras: a tiny digits model after 24 training steps."""
+    """A run folder holding model.keras, a tiny digits model after 24 training steps, and run.json."""
     directory = tmp_path_factory.mktemp("cli_applications")
     train = data.load_numpy("digits", "train")[:512]
     model = tfp_glow.GlowModel(
@@ -53,6 +55,9 @@ def model_dir(tmp_path_factory):
     keras.utils.set_random_seed(0)
     model.fit(train, batch_size=64, epochs=3, verbose=0)
     model.save(directory / "model.keras")
+    # The run's record, as `train` leaves it: the verbs read the dataset from it.
+    config = training.TrainConfig(model_dir=str(directory))
+    (directory / "run.json").write_text(json.dumps(config.to_json()))
     return directory
 
 
@@ -109,9 +114,9 @@ def test_inpaint_keeps_the_observed_pixels(model_dir, test_images, tmp_path, cap
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == str(out)
     numbers = dict(line.split(": ") for line in lines[-4:-1])
-    inpainted = float(numbers["inpainted bits/dim"])
-    assert 0 < inpainted < float(numbers["random-fill bits/dim"])
-    assert float(numbers["original bits/dim"]) > 0
+    inpainted = float(numbers["inpainted score"])
+    assert 0 < inpainted < float(numbers["random-fill score"])
+    assert float(numbers["original score"]) > 0
 
     # Two blocks of three rows (originals, masked, inpainted), a blank row between them.
     cells = _cells(out, 7, 3)
@@ -148,7 +153,7 @@ def test_inpainting_masks():
         (["sample", "--temperatures=0,nan"], "finite numbers >= 0"),
         (["sample", "--temperatures="], "--temperatures="),
         (["sample", "--temperatures=0.7", "--num_per_row=0"], "--num_per_row=0"),
-        (["interpolate", "--steps=1"], "--steps must be an integer >= 2"),
+        (["interpolate", "--steps=1"], "--steps=1: expected an integer >= 2"),
         (["interpolate", "--indices=0,1,2"], "even number"),
         (["interpolate", "--indices=0,x"], "--indices=0,x"),
         (["interpolate", "--indices=-1,2"], "--indices=-1,2"),
@@ -174,8 +179,15 @@ def test_index_out_of_range_exits_2(model_dir, capsys):
     assert not (model_dir / "never.png").exists()
 
 
-def test_help_lists_the_commands(capsys):
+def test_help_lists_the_commands_and_each_commands_flags(capsys):
     assert cli.main(["tfp-glow", "--help"]) == 0
     out = capsys.readouterr().out
-    for text in ["interpolate", "inpaint", "--temperatures", "--indices", "--mask", "--langevin"]:
-        assert text in out
+    assert "interpolate" in out and "inpaint" in out
+    for verb, flags in [
+        ("sample", ["--temperatures"]),
+        ("interpolate", ["--indices"]),
+        ("inpaint", ["--mask", "--langevin"]),
+    ]:
+        assert cli.main(["tfp-glow", verb, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert all(flag in out for flag in flags), (verb, out)

@@ -337,10 +337,3 @@ def test_model_constructor_checks_conditioning_options():
     dequantizer = len(model.dequantizer.trainable_weights)
     assert len(model.trainable_variables) == len(model.bijector.trainable_variables) + dequantizer
     assert [m.name for m in model.metrics] == ["loss", "bits_per_dim", "nonfinite_steps"]
-
-
-def test_export_of_a_conditional_model_is_not_implemented(tmp_path):
-    model = tfp_glow.GlowModel.from_preset("digits", num_classes=10, **TINY)
-    with pytest.raises(NotImplementedError, match="class-conditional.*num_classes=10"):
-        tfp_glow.export_saved_model(model, str(tmp_path / "export"))
-    assert not (tmp_path / "export" / "1").exists()

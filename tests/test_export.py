@@ -7,6 +7,7 @@ does); both must give the in-process model's numbers.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -132,7 +133,7 @@ def test_signatures_in_a_process_without_tfp_glow(exported, tmp_path):
         outputs = dict(
             signatures=np.array(sorted(served.signatures)),
             log_prob=default["log_prob"],
-            bits_per_dim=default["bits_per_dim"],
+            score=default["score"],
             latents=served.signatures["encode"](images=images)["latents"],
             decoded=served.signatures["decode"](latents=tf.constant(inputs["latents"]))["images"],
             samples=served.signatures["sample"](**sample)["images"],
@@ -156,7 +157,7 @@ def test_signatures_in_a_process_without_tfp_glow(exported, tmp_path):
     out = np.load(tmp_path / "outputs.npz")
     assert sorted(out["signatures"]) == sorted(SIGNATURES)
     np.testing.assert_allclose(out["log_prob"], model.log_prob(images).numpy(), rtol=1e-5)
-    np.testing.assert_allclose(out["bits_per_dim"], model.bits_per_dim(images).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(out["score"], model.score(images).numpy(), rtol=1e-5)
     np.testing.assert_allclose(out["latents"], model.encode(images).numpy(), rtol=1e-5, atol=1e-6)
     assert out["decoded"].dtype == np.uint8
     np.testing.assert_array_equal(out["decoded"], model.decode(latents).numpy())
@@ -165,6 +166,56 @@ def test_signatures_in_a_process_without_tfp_glow(exported, tmp_path):
     np.testing.assert_array_equal(out["samples"], expected)
     np.testing.assert_array_equal(out["samples_again"], expected)  # the same seed, the same images
     assert not np.array_equal(out["other_seed"], expected)
+
+
+def test_oversized_requests_cannot_take_down_a_memory_limited_server(exported, tmp_path):
+    # As a container would: the serving process may not map more than 4 GiB. Each oversized
+    # request must be refused quickly by the limits, not by the allocator (or a crash), and the
+    # process must answer a normal request afterwards.
+    script = BLOCK_IMPORTS + textwrap.dedent(
+        f"""
+        import json, resource, time
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+        import tensorflow as tf
+
+        served = tf.saved_model.load({exported["path"]!r})
+        sample = served.signatures["sample"]
+
+        def request(num_samples):
+            return sample(num_samples=tf.constant(num_samples, tf.int32), temperature=tf.constant(0.7),
+                          seed=tf.constant(5, tf.int64))
+
+        refused = {{}}
+        for num_samples in (2**30, 2**22, 2**31 - 1):
+            start = time.perf_counter()
+            try:
+                request(num_samples)
+                refused[num_samples] = "answered"
+            except tf.errors.InvalidArgumentError as error:
+                refused[num_samples] = [error.message, time.perf_counter() - start]
+        start = time.perf_counter()
+        try:
+            served.signatures["serving_default"](images=tf.zeros([8192, 8, 8, 1], tf.uint8))
+            refused["batch"] = "answered"
+        except tf.errors.InvalidArgumentError as error:
+            refused["batch"] = [error.message, time.perf_counter() - start]
+        after = request(3)["images"].numpy().tolist()
+        print(json.dumps(dict(refused=refused, after=after)))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=CLEAN_ENV, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    for num_samples in (2**30, 2**22, 2**31 - 1):
+        message, seconds = out["refused"][str(num_samples)]
+        assert f"at most 1024 (max_num_samples). Received: num_samples={num_samples}" in message
+        assert seconds < 10
+    message, seconds = out["refused"]["batch"]
+    assert "at most 4096 (max_batch_size). Received: batch=8192" in message and seconds < 10
+    expected = exported["model"].sample(SAMPLE["num_samples"], SAMPLE["temperature"], SAMPLE["seed"])
+    np.testing.assert_array_equal(np.array(out["after"], np.uint8), expected.numpy())
 
 
 def test_saved_model_cli_shows_and_runs_the_signatures(exported, tmp_path):
@@ -189,11 +240,11 @@ def test_saved_model_cli_shows_and_runs_the_signatures(exported, tmp_path):
         f"images={tmp_path / 'zeros.npy'}",
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
-    printed = re.search(r"Result for output key bits_per_dim:\s*\[([^\]]*)\]", ran.stdout)
+    printed = re.search(r"Result for output key score:\s*\[([^\]]*)\]", ran.stdout)
     assert printed, ran.stdout
     np.testing.assert_allclose(
         np.array(printed.group(1).split(), np.float32),
-        exported["model"].bits_per_dim(zeros).numpy(),
+        exported["model"].score(zeros).numpy(),
         rtol=1e-5,
     )
 
@@ -242,6 +293,78 @@ def test_bad_sample_requests_are_refused(loaded, request_, message):
         )
 
 
+def _sample_request(loaded, num_samples, **extra):
+    return loaded.signatures["sample"](
+        num_samples=tf.constant(num_samples),
+        temperature=tf.constant(0.7),
+        seed=tf.constant(0, tf.int64),
+        **extra,
+    )
+
+
+def test_a_request_over_a_limit_is_refused_naming_the_limit_and_the_value(loaded):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=re.escape("at most 1024 (max_num_samples). Received: num_samples=1073741824"),
+    ):
+        _sample_request(loaded, 2**30)
+    too_many = tf.zeros([4097, 8, 8, 1], tf.uint8)
+    for signature in ("serving_default", "encode"):
+        with pytest.raises(
+            tf.errors.InvalidArgumentError,
+            match=re.escape("at most 4096 (max_batch_size). Received: batch=4097"),
+        ):
+            loaded.signatures[signature](images=too_many)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape("Received: batch=4097")):
+        loaded.signatures["decode"](latents=tf.zeros([4097, 64]))
+    # At the limit, a request is answered.
+    assert _sample_request(loaded, 1024)["images"].shape == (1024, 8, 8, 1)
+
+
+def test_the_limits_are_options_recorded_in_the_saved_model(exported, tmp_path):
+    path = export_saved_model(exported["model"], str(tmp_path), max_num_samples=5, max_batch_size=3)
+    metadata = json.loads((tmp_path / "1" / "assets.extra" / "tfp_glow.json").read_text())
+    assert (metadata["max_num_samples"], metadata["max_batch_size"]) == (5, 3)
+    assert metadata["image_shape"] == [8, 8, 1] and metadata["input_levels"] == 17
+    served = tf.saved_model.load(path)
+    assert (int(served.max_num_samples), int(served.max_batch_size)) == (5, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape("Received: num_samples=6")):
+        _sample_request(served, 6)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape("Received: batch=4")):
+        served.signatures["serving_default"](images=tf.zeros([4, 8, 8, 1], tf.uint8))
+    with pytest.raises(ValueError, match="Received: max_num_samples=0"):
+        export_saved_model(exported["model"], str(tmp_path), max_num_samples=0)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_decode_refuses_non_finite_latents(loaded, value):
+    latents = np.zeros((2, 64), np.float32)
+    latents[1, 5] = value
+    with pytest.raises(tf.errors.InvalidArgumentError, match="finite latents"):
+        loaded.signatures["decode"](latents=tf.constant(latents))
+
+
+def test_a_class_conditional_model_exports_with_labels(tmp_path):
+    images = data.load_numpy("digits", "train")[:32]
+    labels = np.arange(32, dtype=np.int32) % 10
+    model = _perturbed_model(images, num_classes=10)
+    served = tf.saved_model.load(export_saved_model(model, str(tmp_path)))
+    out = served.signatures["serving_default"](images=tf.constant(images), labels=tf.constant(labels))
+    np.testing.assert_allclose(
+        out["log_prob"].numpy(), model.log_prob(images, labels=labels).numpy(), rtol=1e-5
+    )
+    np.testing.assert_allclose(out["score"].numpy(), model.score(images, labels=labels).numpy(), rtol=1e-5)
+    latents = served.signatures["encode"](images=tf.constant(images), labels=tf.constant(labels))["latents"]
+    np.testing.assert_allclose(latents.numpy(), model.encode(images, labels=labels).numpy(), atol=1e-5)
+    decoded = served.signatures["decode"](latents=latents, labels=tf.constant(labels))["images"]
+    np.testing.assert_array_equal(decoded.numpy(), images)
+    sevens = _sample_request(served, 4, labels=tf.constant(7))["images"].numpy()
+    np.testing.assert_array_equal(sevens, model.sample(4, 0.7, 0, labels=7).numpy())
+    assert not np.array_equal(sevens, _sample_request(served, 4, labels=tf.constant(3))["images"].numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="10"):
+        served.signatures["serving_default"](images=tf.constant(images[:2]), labels=tf.constant([0, 10]))
+
+
 def test_float_images_are_refused_by_the_signature(loaded):
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8 tensor"):
         loaded.signatures["serving_default"](images=tf.zeros([1, 8, 8, 1], tf.float32))
@@ -252,11 +375,11 @@ def test_n_bit_model_reduces_bits_inside_the_graph(tmp_path):
     images = rng.integers(0, 256, (16, 8, 8, 1), dtype=np.uint8)
     model = _perturbed_model(images, num_bins=None, n_bits=3)
     served = tf.saved_model.load(export_saved_model(model, str(tmp_path)))
-    bpd = served.signatures["serving_default"](images=tf.constant(images))["bits_per_dim"].numpy()
-    np.testing.assert_allclose(bpd, model.bits_per_dim(images).numpy(), rtol=1e-5)
+    bpd = served.signatures["serving_default"](images=tf.constant(images))["score"].numpy()
+    np.testing.assert_allclose(bpd, model.score(images).numpy(), rtol=1e-5)
     # 3-bit levels: pixels that differ only below the top 3 bits are the same image.
     np.testing.assert_allclose(
-        served.signatures["serving_default"](images=tf.constant(images | 0x1F))["bits_per_dim"].numpy(),
+        served.signatures["serving_default"](images=tf.constant(images | 0x1F))["score"].numpy(),
         bpd,
         rtol=1e-6,
     )
@@ -280,8 +403,8 @@ def test_cli_export(exported, tmp_path, capsys):
     served = tf.saved_model.load(str(version))
     images = exported["images"][:4]
     np.testing.assert_allclose(
-        served.signatures["serving_default"](images=tf.constant(images))["bits_per_dim"].numpy(),
-        exported["model"].bits_per_dim(images).numpy(),
+        served.signatures["serving_default"](images=tf.constant(images))["score"].numpy(),
+        exported["model"].score(images).numpy(),
         rtol=1e-5,
     )
     # An explicit folder and version; an existing version is a run-time error (exit 1).

@@ -142,12 +142,25 @@ def test_decode_of_encode_is_exact(trained, digits):
     assert float(tf.reduce_max(tf.abs(model.bijector.forward(z) - x))) <= 1e-4
 
 
-def test_bits_per_dim_is_log_prob_in_bits():
+def test_score_is_log_prob_at_the_bin_centres_in_bits():
     model = tfp_glow.GlowModel.from_preset("digits", **TINY)
     images = data.load_numpy("digits", "test")[:4]
     expected = -(model.log_prob(images).numpy() - 64 * np.log(17)) / (64 * np.log(2))
-    np.testing.assert_allclose(model.bits_per_dim(images).numpy(), expected, rtol=1e-5)
-    np.testing.assert_allclose(model(images).numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(model.score(images).numpy(), expected, rtol=1e-5)
+
+
+def test_bits_per_dim_is_the_dequantized_bound_of_its_seed():
+    model = tfp_glow.GlowModel.from_preset("digits", **TINY, dequantization="uniform")
+    images = data.load_numpy("digits", "test")[:4]
+    levels = model.quantization.levels(images)
+    x, log_q = model.quantization.dequantize(levels, tf.constant([3, 0]))
+    expected = -(model.distribution.log_prob(x).numpy() - log_q.numpy() - 64 * np.log(17)) / (64 * np.log(2))
+    np.testing.assert_allclose(model.bits_per_dim(images, seed=3).numpy(), expected, rtol=1e-5)
+    # Another seed is another noise sample; more samples tighten the bound (Jensen).
+    assert not np.allclose(model.bits_per_dim(images, seed=4).numpy(), expected, rtol=1e-5)
+    one = np.mean([model.bits_per_dim(images, seed=s).numpy() for s in range(8)], axis=0)
+    tighter = model.bits_per_dim(images, num_samples=8, seed=0).numpy()
+    assert np.all(tighter <= one + 0.02)
 
 
 def test_n_bit_reduction_happens_inside_the_model():
@@ -178,7 +191,7 @@ def test_presets():
         "imagenet32",
         "imagenet64",
     }
-    cifar = tfp_glow.PRESETS["cifar10"]
+    cifar = tfp_glow.PRESETS["cifar10"].model
     assert (cifar["num_levels"], cifar["num_steps"], cifar["hidden_channels"]) == (3, 32, 512)
     model = tfp_glow.GlowModel.from_preset("mnist", num_steps=1, hidden_channels=4)
     assert model.image_shape == (28, 28, 1) and model.bijector.num_levels == 2
@@ -263,16 +276,15 @@ def test_bad_sample_arguments():
 
 
 def _poisoned(model):
-    """The model's preprocessing, with NaN for any batch whose every pixel is 16 (uniform
-    dequantization: a learned one does not go through `preprocess`)."""
-    original = type(model).preprocess
+    """The model's dequantization, with NaN for any batch whose every pixel is 16."""
+    original = model.quantization.dequantize
 
-    def preprocess(images, noise=False):
-        x = original(model, images, noise)
-        poisoned = tf.reduce_all(tf.equal(tf.cast(images, tf.int32), 16))
-        return tf.where(poisoned, tf.fill(tf.shape(x), float("nan")), x)
+    def dequantize(levels, seed):
+        x, log_q = original(levels, seed)
+        poisoned = tf.reduce_all(tf.equal(levels, 16))
+        return tf.where(poisoned, tf.fill(tf.shape(x), float("nan")), x), log_q
 
-    model.preprocess = preprocess
+    model.quantization.dequantize = dequantize
     return model
 
 

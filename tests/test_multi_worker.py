@@ -71,7 +71,11 @@ def test_both_workers_finish_and_only_the_chief_writes_the_run(cluster_run):
     run, results = cluster_run
     for returncode, _, stderr in results:
         assert returncode == 0, stderr[-3000:]
-    assert results[0][1].strip().endswith("test bits/dim: n/a (no --test_split)")
+    assert (
+        results[0][1]
+        .strip()
+        .endswith("test bits/dim (one sample, the paper's estimate): n/a (no --test_split)")
+    )
     assert "model: run/model.keras" in results[0][1]
     assert "model: run/worker_1/model.keras" in results[1][1]
     for folder in (run, run / "worker_1"):

@@ -212,7 +212,7 @@ def test_a_damaged_or_foreign_resume_state_is_refused_and_nothing_is_touched(
 
 def test_resume_without_a_state_is_a_usage_error(tmp_path, capsys):
     assert _main(tmp_path / "empty", "--resume") == 2
-    assert "--resume: there is no resume state in" in capsys.readouterr().err
+    assert "resume=True, but there is no resume state in" in capsys.readouterr().err
     assert not (tmp_path / "empty").exists()
 
 

@@ -19,16 +19,11 @@ from tfp_glow.bijectors import (
     StackedFlowSteps,
     TopPrior,
 )
-from tfp_glow.distributions import (
-    bits_per_dim,
-    glow_distribution,
-    quantize,
-    reduce_bits,
-    to_unit_range,
-)
+from tfp_glow.distributions import bits_per_dim, glow_distribution
 from tfp_glow.export import export_saved_model
 from tfp_glow.models import PRESETS, GlowModel, LinearWarmup, default_optimizer
 from tfp_glow.networks import CouplingNetwork, ZeroConv2D
+from tfp_glow.quantization import quantize, reduce_bits, to_unit_range
 
 __version__ = "0.1.0"
 

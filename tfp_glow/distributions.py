@@ -1,4 +1,4 @@
-"""The Glow distribution over images, bits per dimension and (de)quantization."""
+"""The Glow distribution over images, and bits per dimension of discrete images."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tfp_glow.bijectors.glow import Glow
 
 tfd = tfp.distributions
 
-__all__ = ["glow_distribution", "bits_per_dim", "to_unit_range", "quantize", "reduce_bits"]
+__all__ = ["glow_distribution", "bits_per_dim"]
 
 
 def glow_distribution(glow: Glow, temperature: float | tf.Tensor = 1.0) -> tfd.TransformedDistribution:
@@ -90,37 +90,3 @@ def bits_per_dim(log_prob: tf.Tensor, image_shape: Sequence[int], num_bins: int)
     d = float(np.prod(image_shape))
     log_prob = tf.convert_to_tensor(log_prob)
     return -(log_prob - d * math.log(num_bins)) / (d * math.log(2.0))
-
-
-def reduce_bits(pixels: tf.Tensor, n_bits: int) -> tf.Tensor:
-    """8-bit pixels [0, 256) to n-bit levels [0, 2**n_bits), as the paper's 5-bit CelebA."""
-    if not 1 <= n_bits <= 8:
-        raise ValueError(f"`n_bits` must be in [1, 8]. Received: n_bits={n_bits!r}")
-    return tf.cast(pixels, tf.int32) // (2 ** (8 - n_bits))
-
-
-def to_unit_range(
-    pixels: tf.Tensor, num_bins: int, noise: tf.Tensor | None = None, dtype: tf.DType = tf.float32
-) -> tf.Tensor:
-    """Integer levels k in [0, num_bins) to x = (k + u) / num_bins - 0.5 in [-0.5, 0.5).
-
-    Args:
-      pixels: integer `Tensor` of levels in [0, num_bins).
-      num_bins: Python `int`, the number of levels.
-      noise: optional `Tensor` u of the same shape with values in [0, 1), the
-        uniform dequantization noise of training; `None` uses the bin centre u = 0.5
-        (deterministic, for evaluation and serving).
-      dtype: float `tf.DType` of the result.
-
-    Returns:
-      float `Tensor` x of `pixels`' shape.
-    """
-    x = tf.cast(pixels, dtype)
-    x += 0.5 if noise is None else tf.cast(noise, dtype)
-    return x / num_bins - 0.5
-
-
-def quantize(x: tf.Tensor, num_bins: int) -> tf.Tensor:
-    """The inverse of `to_unit_range`: x in [-0.5, 0.5] to int32 levels in [0, num_bins)."""
-    levels = tf.floor((tf.convert_to_tensor(x) + 0.5) * num_bins)
-    return tf.cast(tf.clip_by_value(levels, 0, num_bins - 1), tf.int32)

@@ -7,13 +7,15 @@ A run's resume state lives in one folder (`<model_dir>/resume/`):
   step_NNNNNNNNN.weights.h5  the model's weights with the optimizer state (step counter, moments,
                              EMA), ActNorm state included, after NNNNNNNNN training batches
 
-Every file is written under a temporary name and renamed into place; `state.json` is written last
-and names its weights file, so a crash at any moment leaves the previous consistent state (the
-commit point is the rename of `state.json`). Weights files that no `state.json` names are removed
-after each commit.
+Every file is written under a temporary name, flushed to the disk and renamed into place, and its
+folder synced (`tfp_glow.files`); `state.json` is written last and names its weights file, so a
+crash or a power loss at any moment leaves the previous consistent state (the commit point is the
+rename of `state.json`, after the weights it names are on the disk). Weights files that no
+`state.json` names are removed after each commit.
 
-`ResumeCheckpoint` commits every `every_steps` training batches and at the end of every epoch, after
-the callbacks listed before it (the epoch's checkpoints, samples, best model) have run. The data
+`tfp_glow.callbacks.ResumeCheckpoint` commits every `every_steps` training batches and at the end
+of every epoch, after the callbacks listed before it (the epoch's checkpoints, samples, best model)
+have run. The data
 position is the pair (epoch, batch in epoch): with `tfp_glow.data.load(..., repeat=True,
 start_epoch=e)` epoch e's order depends on the seed and e only, so skipping the batches already
 seen puts a resumed run on exactly the batches it would have seen. With op determinism on
@@ -27,12 +29,22 @@ import dataclasses
 import json
 import math
 import os
-import time
 
 import keras
 import numpy as np
 
-__all__ = ["ResumeCheckpoint", "TrainingState", "load_state", "restore"]
+from tfp_glow import files
+
+__all__ = [
+    "TrainingState",
+    "architecture",
+    "best_of",
+    "commit",
+    "load_state",
+    "mark_time_limit",
+    "restore",
+    "save_weights",
+]
 
 STATE_FILE = "state.json"
 _FORMAT = 1
@@ -107,7 +119,7 @@ def restore(model: keras.Model, directory: str, state: TrainingState) -> None:
       ValueError: If the state was written by a model of another configuration, or its weights
         file cannot be read; `model` is then left as it was built.
     """
-    config = _architecture(model)
+    config = architecture(model)
     if state.run.get("config") != config:
         differences = _differences(state.run.get("config") or {}, config)
         raise ValueError(
@@ -129,135 +141,40 @@ def restore(model: keras.Model, directory: str, state: TrainingState) -> None:
         seed_generator.state.assign(np.asarray(state.seed_state, seed_generator.state.dtype))
 
 
-class ResumeCheckpoint(keras.callbacks.Callback):
-    """Commits the training state every `every_steps` batches and after every epoch.
+def save_weights(model: keras.Model, directory: str, step: int) -> str:
+    """Writes the model's weights and optimizer state after `step` training batches into
+    `directory`, durably (`tfp_glow.files`); returns the file's name."""
+    name = f"step_{step:09d}.weights.h5"
+    with files.atomic_path(os.path.join(directory, name), suffix=".weights.h5") as temporary:
+        model.save_weights(temporary)
+    return name
 
-    Place it last in the callback list: an epoch is committed after the callbacks before it have
-    done that epoch's work. It measures the epoch times and keeps the whole run's history
-    (`history`, `epoch_seconds`), resumed epochs included.
 
-    Args:
-      directory: folder of the state (created when needed).
-      every_steps: commit every this many training batches (counted from the start of the run).
-      steps_per_epoch: training batches per epoch.
-      run: see `TrainingState.run`; the model's configuration is added.
-      state: the state this run resumes from, or `None` for a fresh run.
-    """
+def commit(directory: str, state: TrainingState) -> None:
+    """Makes `state` the committed one (the rename of `state.json`, after its weights file is on
+    the disk), then removes the weights files no state names."""
+    _write_json_atomically(
+        os.path.join(directory, STATE_FILE), {"format": _FORMAT, **dataclasses.asdict(state)}
+    )
+    for name in os.listdir(directory):
+        if name.endswith(".weights.h5") and name != state.weights and not name.startswith("."):
+            os.remove(os.path.join(directory, name))
 
-    def __init__(
-        self,
-        directory: str,
-        every_steps: int,
-        steps_per_epoch: int,
-        run: dict,
-        state: TrainingState | None = None,
-    ):
-        super().__init__()
-        if every_steps < 1:
-            raise ValueError(f"`every_steps` must be >= 1. Received: every_steps={every_steps!r}")
-        self.directory = directory
-        self.every_steps = every_steps
-        self.steps_per_epoch = steps_per_epoch
-        self.run = run
-        self.history: dict[str, list[float]] = {
-            k: list(v) for k, v in (state.history if state else {}).items()
-        }
-        self.epoch_seconds: list[float] = list(state.epoch_seconds) if state else []
-        # The resumed epoch starts at batch `state.batch`, with its metrics and clock so far.
-        self._batch = state.batch if state else 0
-        self._resumed_metrics = state.metric_states if state and state.batch else None
-        self._resumed_seconds = state.seconds_in_epoch if state else 0.0
-        self._weights_at_epoch_end: str | None = None
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-        self._start = time.perf_counter() - self._resumed_seconds
-        self._resumed_seconds = 0.0
-        if self._resumed_metrics is not None:
-            # Keras resets the metrics before on_epoch_begin: put back the batches already taken.
-            for metric in self.model.metrics:
-                for variable, value in zip(metric.variables, self._resumed_metrics[metric.name], strict=True):
-                    variable.assign(value)
-            self._resumed_metrics = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._batch += 1
-        step = self._epoch * self.steps_per_epoch + self._batch
-        if self._batch == self.steps_per_epoch:
-            # The epoch's weights, committed with its history at on_epoch_end; saved now because
-            # the epoch-end callbacks may swap in averaged (EMA) weights and validation draws noise.
-            self._weights_at_epoch_end = self._save_weights(step)
-        elif step % self.every_steps == 0:
-            metric_states = {m.name: [v.numpy().tolist() for v in m.variables] for m in self.model.metrics}
-            self._commit(self._save_weights(step), self._epoch, self._batch, metric_states)
-
-    def on_epoch_end(self, epoch, logs=None):
-        complete = self._batch == self.steps_per_epoch
-        self._batch = 0
-        if not complete:  # Training stopped inside the epoch: it is not done.
-            return
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
-        self.epoch_seconds.append(time.perf_counter() - self._start)
-        self._commit(self._weights_at_epoch_end, epoch + 1, 0, {})
-
-    def end_at_time_limit(self, seconds: float) -> None:
-        """Marks the last committed state (an epoch's end) as where the time limit `seconds` ended
-        the run, for a later command to tell a finished run from an interrupted one."""
-        path = os.path.join(self.directory, STATE_FILE)
-        with open(path) as f:
-            fields = json.load(f)
-        _write_json_atomically(path, {**fields, "time_limit": seconds})
-
-    # Files.
-
-    def _save_weights(self, step: int) -> str:
-        os.makedirs(self.directory, exist_ok=True)
-        name = f"step_{step:09d}.weights.h5"
-        temporary = os.path.join(self.directory, f".{os.getpid()}.tmp.weights.h5")
-        try:
-            self.model.save_weights(temporary)
-            os.replace(temporary, os.path.join(self.directory, name))
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-        return name
-
-    def _commit(self, weights: str, epoch: int, batch: int, metric_states: dict) -> None:
-        state = TrainingState(
-            epoch=epoch,
-            batch=batch,
-            steps_per_epoch=self.steps_per_epoch,
-            history=self.history,
-            epoch_seconds=self.epoch_seconds,
-            seconds_in_epoch=time.perf_counter() - self._start if batch else 0.0,
-            metric_states=metric_states,
-            seed_state=np.asarray(self.model.seed_generator.state).tolist(),
-            weights=weights,
-            run={**self.run, "config": _architecture(self.model)},
-        )
-        _write_json_atomically(
-            os.path.join(self.directory, STATE_FILE), {"format": _FORMAT, **dataclasses.asdict(state)}
-        )
-        for name in os.listdir(self.directory):
-            if name.endswith(".weights.h5") and name != weights and not name.startswith("."):
-                os.remove(os.path.join(self.directory, name))
+def mark_time_limit(directory: str, seconds: float) -> None:
+    """Marks the committed state (an epoch's end) as where the time limit `seconds` ended the run,
+    for a later command to tell a finished run from an interrupted one."""
+    path = os.path.join(directory, STATE_FILE)
+    with open(path) as f:
+        fields = json.load(f)
+    _write_json_atomically(path, {**fields, "time_limit": seconds})
 
 
 def _write_json_atomically(path: str, value: dict) -> None:
-    temporary = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(temporary, "w") as f:
-            json.dump(value, f, indent=1, allow_nan=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    files.write_text(path, json.dumps(value, indent=1, allow_nan=True))
 
 
-def _architecture(model: keras.Model) -> dict:
+def architecture(model: keras.Model) -> dict:
     """The model's configuration as it reads back from JSON, less its name (Keras numbers those)."""
     config = {k: v for k, v in model.get_config().items() if k != "name"}
     return json.loads(json.dumps(config, default=str))

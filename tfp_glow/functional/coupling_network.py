@@ -59,7 +59,8 @@ def weights(
     params: dict, height: int | tf.Tensor, width: int | tf.Tensor, dropout_salt: int | tf.Tensor = 0
 ) -> dict:
     """The folded kernels and biases (with the border terms of images of size H x W) and the
-    dropout salt, from the parameters alone."""
+    dropout salt, from the parameters alone. Stacked params [K, ...] give stacked weights; one
+    salt for all is broadcast to the K steps."""
     in_kernel, in_bias = _folded(params["conv_in"]["kernel"], params["actnorm_in"])
     in_kernel, edge_kernel = conv.split_kernel(in_kernel, edge_bias=True)
     hidden_kernel, hidden_bias = _folded(params["conv_hidden"]["kernel"], params["actnorm_hidden"])
@@ -69,7 +70,10 @@ def weights(
         "hidden_kernel": hidden_kernel,
         "hidden_bias": hidden_bias,
         "out": conv.zero_conv_weights(params["conv_out"], height, width, edge_bias=True),
-        "dropout_salt": tf.convert_to_tensor(dropout_salt, tf.int32),
+        # The kernel is [3, 3, in, out] of one step, [K, 3, 3, in, out] of a level's K.
+        "dropout_salt": tf.broadcast_to(
+            tf.convert_to_tensor(dropout_salt, tf.int32), tf.shape(params["conv_hidden"]["kernel"])[:-4]
+        ),
     }
 
 

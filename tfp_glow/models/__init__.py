@@ -1,16 +1,24 @@
-"""Keras 3 models built on the Glow bijector."""
+"""Keras 3 models built on the Glow bijector, their presets and applications."""
 
 from tfp_glow.models.glow_model import GlowModel
-from tfp_glow.models.presets import EMA_MOMENTA, LEARNING_RATES, PAPER_LEARNING_RATE, PRESETS, preset_config
+from tfp_glow.models.presets import (
+    PAPER_LEARNING_RATE,
+    PRESETS,
+    Preset,
+    get_preset,
+    preset_config,
+    preset_for_dataset,
+)
 from tfp_glow.models.schedules import LinearWarmup, default_optimizer
 
 __all__ = [
-    "EMA_MOMENTA",
     "GlowModel",
-    "LEARNING_RATES",
     "LinearWarmup",
     "PAPER_LEARNING_RATE",
     "PRESETS",
+    "Preset",
     "default_optimizer",
+    "get_preset",
     "preset_config",
+    "preset_for_dataset",
 ]

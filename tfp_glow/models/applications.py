@@ -14,11 +14,13 @@ every level (`model.encode`) and `x = f(z)` the generative direction (`model.dec
 - `inpaint`: the missing pixels `x_m` of `x = (x_o, x_m)` that maximize `log p(x)` with
   the observed pixels `x_o` fixed, by gradient ascent (or sampled from `p(x_m | x_o)` by
   Langevin dynamics).
-- `score`: bits per dimension of each image, `-(log p(x) - D log(num_bins)) / (D log 2)`,
-  the number used for out-of-distribution detection.
+- `score`: the density score of each image, `-(log p(x_c) - D log(num_bins)) / (D log 2)`
+  with x_c the bin centres: the number used for out-of-distribution detection, in bits/dim
+  units but not a bits/dim of the model (`GlowModel.bits_per_dim` estimates that).
+- `flow_summary`: the flow's parameters per level, for `GlowModel.summary`.
 
-The functions are also `GlowModel` methods (`model.interpolate(a, b, 8)` ...). This module
-does not import `glow_model` (the model imports it lazily), so it has no import cycle.
+The functions are also `GlowModel` methods (`model.interpolate(a, b, 8)` ...): `glow_model`
+imports this module, which takes any model object and imports no model.
 
 #### Examples
 
@@ -29,7 +31,7 @@ x = tfp_glow.data.load_numpy("digits", "test")
 grid = temperature_grid(model, [0.0, 0.5, 0.7, 1.0], num_per_row=8, seed=0)   # uint8 [4, 8, 8, 8, 1]
 path = interpolate(model, x[0], x[1], steps=8)                                 # uint8 [8, 8, 8, 1]
 mask = np.zeros(x[:16].shape, bool); mask[:, 4:] = True                        # bottom half missing
-completed, bpd = inpaint(model, x[:16], mask)
+completed, scores = inpaint(model, x[:16], mask)
 ```
 
 #### References
@@ -46,13 +48,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from tfp_glow.distributions import bits_per_dim
+from tfp_glow.models.labels import check_labels
 
 __all__ = [
     "attribute_direction",
+    "flow_summary",
     "inpaint",
     "interpolate",
     "manipulate",
@@ -95,7 +100,7 @@ def temperature_grid(model, temperatures: Sequence[float], num_per_row: int = 8,
     return tf.reshape(images, [len(temperatures), int(num_per_row), *model.image_shape])
 
 
-def interpolate(model, image_a, image_b, steps: int = 8) -> tf.Tensor:
+def interpolate(model, image_a, image_b, steps: int = 8, verbose: int = 0) -> tf.Tensor:
     """`steps` images on the straight line in latent space from `image_a` to `image_b`.
 
         z_t = (1 - t) z_a + t z_b,   t = 0, 1/(steps - 1), ..., 1,   x_t = f(z_t)
@@ -109,6 +114,7 @@ def interpolate(model, image_a, image_b, steps: int = 8) -> tf.Tensor:
         is interpolated to the one at the same index of `image_b`).
       image_b: integer image(s) of the same shape as `image_a`.
       steps: Python `int` >= 2, number of images including both endpoints. Default 8.
+      verbose: 1 shows a progress bar over the pairs (encoding, then decoding). Default 0.
 
     Returns:
       uint8 `Tensor` [steps, H, W, C], or [steps, N, H, W, C] for batches.
@@ -126,10 +132,16 @@ def interpolate(model, image_a, image_b, steps: int = 8) -> tf.Tensor:
     _check_int("steps", steps)
     if steps < 2:
         raise ValueError(f"`steps` must be an integer >= 2 (both endpoints). Received: steps={steps!r}")
-    z_a, z_b = model.encode(a), model.encode(b)
+    progress = keras.utils.Progbar(3, verbose=verbose, unit_name="pass")
+    z_a = model.encode(a)
+    progress.add(1)
+    z_b = model.encode(b)
+    progress.add(1)
     t = tf.linspace(0.0, 1.0, int(steps))[:, None, None]
     latents = (1.0 - t) * z_a[None] + t * z_b[None]  # t = 0 and 1 give z_a and z_b exactly
-    return _decode_rows(model, latents, single)
+    images = _decode_rows(model, latents, single)
+    progress.add(1)
+    return images
 
 
 def attribute_direction(model, images_with, images_without) -> tf.Tensor:
@@ -195,6 +207,7 @@ def inpaint(
     learning_rate: float = 0.05,
     langevin: bool = False,
     seed: int = 0,
+    verbose: int = 0,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Fills the missing pixels of images so that the whole image is likely under the model.
 
@@ -221,10 +234,11 @@ def inpaint(
         Default 0.05.
       langevin: Python `bool`, Langevin sampling instead of gradient ascent. Default False.
       seed: Python `int`, seed of the initial fill and the Langevin noise. Default 0.
+      verbose: 1 shows a progress bar over the steps. Default 0.
 
     Returns:
-      `(completed, bits_per_dim)`: uint8 `Tensor` [N, H, W, C] and float32 `Tensor` [N],
-      the bits per dimension of each completed image (`model.bits_per_dim`).
+      `(completed, scores)`: uint8 `Tensor` [N, H, W, C] and float32 `Tensor` [N], the
+      density score of each completed image (`score`).
 
     Raises:
       TypeError: if `mask` is not boolean.
@@ -288,27 +302,34 @@ def inpaint(
             u.assign_add(learning_rate * m_hat / (tf.sqrt(v_hat) + epsilon))
         return objective
 
+    progress = keras.utils.Progbar(int(steps), verbose=verbose, unit_name="step")
     for t in range(1, int(steps) + 1):
-        step(tf.constant(float(t)), tf.constant([int(seed), t + 1], tf.int32))
+        objective = step(tf.constant(float(t)), tf.constant([int(seed), t + 1], tf.int32))
+        progress.update(t, values=[("log_p", float(objective) / int(images.shape[0]))])
 
     filled = model.postprocess(0.5 * tf.tanh(u))
     completed = tf.where(missing, filled, tf.cast(images, tf.uint8))  # observed pixels exactly
-    return completed, model.bits_per_dim(completed)
+    return completed, score(model, completed)
 
 
-def score(model, images, batch_size: int = 256) -> tf.Tensor:
-    """Bits per dimension of each image, the model's score for likelihood-based detection.
+def score(model, images, batch_size: int = 256, verbose: int = 0, labels=None) -> tf.Tensor:
+    """The density score of each image, for likelihood-based detection:
 
-        bpd(x) = -(log p(x) - D log(num_bins)) / (D log 2)
+        score(x) = -(log p(x_c) - D log(num_bins)) / (D log 2)
 
-    with x at the bin centres (deterministic): equal to `model.bits_per_dim(images)`,
-    computed `batch_size` images at a time. Lower is more likely; out-of-distribution
-    inputs tend to score higher (though not always, see the OOD experiment).
+    with x_c the bin centres of the image (deterministic), `batch_size` images at a time.
+    Lower is more likely; out-of-distribution inputs tend to score higher (though not always,
+    see the OOD experiment). It has the units of bits/dim but is the density at one point of
+    each bin, not the probability of the bin: not a bits/dim of the model, which
+    `GlowModel.bits_per_dim` estimates.
 
     Args:
       model: a trained `GlowModel`.
       images: integer images [N, H, W, C], N >= 1.
       batch_size: Python `int` >= 1, images per forward pass. Default 256.
+      verbose: 1 shows a progress bar over the images. Default 0.
+      labels: a class-conditional model's labels, int [N] or one int for all: the score of
+        p(x | y).
 
     Returns:
       float32 `Tensor` [N].
@@ -318,11 +339,42 @@ def score(model, images, batch_size: int = 256) -> tf.Tensor:
     """
     images = _nonempty_batch(model, images, "images")
     _check_positive_int("batch_size", batch_size)
-    pieces = [
-        bits_per_dim(model.log_prob(images[i : i + batch_size]), model.image_shape, model.num_bins)
-        for i in range(0, int(images.shape[0]), int(batch_size))
-    ]
+    labels = check_labels(labels, int(images.shape[0]), model.num_classes)
+    progress = keras.utils.Progbar(int(images.shape[0]), verbose=verbose, unit_name="image")
+    pieces = []
+    for i in range(0, int(images.shape[0]), int(batch_size)):
+        batch = images[i : i + batch_size]
+        batch_labels = None if labels is None else labels[i : i + batch_size]
+        log_prob = model.log_prob(batch, labels=batch_labels)
+        pieces.append(bits_per_dim(log_prob, model.image_shape, model.num_bins))
+        progress.add(int(batch.shape[0]))
     return tf.concat(pieces, 0)
+
+
+def flow_summary(model) -> str:
+    """A table of the flow's trainable parameters per level (steps, split prior) and top prior."""
+    glow = model.bijector
+    rows = [("flow (tfp_glow.Glow, forward = generative)", "", "")]
+    for level, steps in enumerate(glow.steps):
+        h, w, c = (
+            glow.image_shape[0] >> (level + 1),
+            glow.image_shape[1] >> (level + 1),
+            steps.config.channels,
+        )
+        rows.append((f"level {level}: {steps.num_steps} steps of flow", f"{h}x{w}x{c}", _count(steps)))
+        if level < len(glow.split_priors):
+            rows.append((f"level {level}: split prior", f"{h}x{w}x{c}", _count(glow.split_priors[level])))
+    if glow.top_prior is not None:
+        rows.append(("top prior", "x".join(map(str, glow.latent_shapes[-1])), _count(glow.top_prior)))
+    rows.append(("flow total", "", _count(glow)))
+    width = max(len(name) for name, _, _ in rows) + 2
+    lines = [f"{'part':<{width}}{'activations':<14}parameters"]
+    lines += [f"{name:<{width}}{shape:<14}{count}" for name, shape, count in rows[1:]]
+    return rows[0][0] + "\n" + "\n".join(lines)
+
+
+def _count(module) -> str:
+    return f"{sum(int(np.prod(v.shape)) for v in module.trainable_variables):,}"
 
 
 # Checks and helpers.

@@ -9,17 +9,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_glow import _compat
+from tfp_glow import pretrained as pretrained_weights
 from tfp_glow.bijectors.glow import Glow
-from tfp_glow.distributions import (
-    bits_per_dim,
-    glow_distribution,
-    quantize,
-    reduce_bits,
-    to_unit_range,
-)
+from tfp_glow.distributions import bits_per_dim, glow_distribution
+from tfp_glow.models import applications
 from tfp_glow.models.dequantization import VariationalDequantizer
+from tfp_glow.models.labels import check_data_has_labels, check_labels
 from tfp_glow.models.presets import preset_config
 from tfp_glow.models.schedules import default_optimizer
+from tfp_glow.quantization import Quantization
 
 __all__ = ["GlowModel"]
 
@@ -31,15 +29,18 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
     Input: integer images [N, H, W, C] with levels in [0, 256) (`uint8`) for an
     `n_bits` model, reduced to 2**n_bits levels inside the model; or levels in
     [0, num_bins) when `num_bins` is given (17 for scikit-learn's digits). Inside,
-    levels k become x = (k + u) / num_bins - 0.5 in [-0.5, 0.5], with uniform
-    dequantization noise u ~ U[0, 1) in `fit` and `evaluate` (the paper's estimate)
-    and the bin centre u = 0.5 in `log_prob`, `bits_per_dim`, `encode` (deterministic).
+    levels k become x = (k + u) / num_bins - 0.5 in [-0.5, 0.5]
+    (`tfp_glow.quantization`), with dequantization noise u ~ q(u | k) in `fit`
+    and `evaluate`: uniform (the paper's) or, with `dequantization='variational'`, a
+    learned q trained with the flow (Flow++).
 
-    With `dequantization='variational'` the noise is u ~ q(u | k), a learned
-    distribution trained with the flow (Flow++), and the loss is the tighter bound
-    -E_q[log p(x) - log q(u | k)]; `discrete_bits_per_dim(images, num_samples=S)`
-    estimates the discrete likelihood -log2 P(k) / D by importance sampling with q
-    (uniform or learned) as the proposal, tighter than either one-sample figure.
+    Two figures are bits/dim of the model, -log2 P(k) / D of the discrete images:
+    `evaluate`'s and `fit`'s `bits_per_dim` metric, the paper's estimate with one noise
+    sample per image (an upper bound), and `bits_per_dim(images, num_samples=S)`, the
+    same bound with S importance samples of q, which tightens towards the discrete
+    likelihood as S grows (`discrete_bits_per_dim` takes S = 64). `log_prob` and `score`
+    are the density of the continuous model at the bin centres (deterministic, for
+    serving and out-of-distribution scores), which is not a probability of the image.
     `dropout` > 0 regularizes the coupling networks in training steps only.
 
     `fit` minimizes the negative log-likelihood in bits per dimension (with the
@@ -98,7 +99,7 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
         lu_decomposed: bool = True,
         split_prior: bool = True,
         learn_top_prior: bool = True,
-        memory_efficient: bool = False,
+        memory_efficient: bool | str = False,
         scale_fn: str = "sigmoid",
         n_bits: int = 8,
         num_bins: int | None = None,
@@ -124,10 +125,10 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
           lu_decomposed: LU form of the 1x1 convolutions. Default `True`.
           split_prior: learned prior of the channels leaving at each split. Default `True`.
           learn_top_prior: learned mean and scale of the top latent. Default `True`.
-          memory_efficient: rebuild each step's activations in the backward pass
-            from its output by the exact inverse instead of storing them, so that
-            training memory does not grow with depth (about one more pass of
-            compute). Default `False`.
+          memory_efficient: what the training backward pass stores: `False`
+            (default) every activation; `True` or `"recompute"` each step's input,
+            recomputing the step (exact gradients); `"reversible"` nothing per step,
+            rebuilding inputs by the exact inverse (see `tfp_glow.StackedFlowSteps`).
           scale_fn: coupling scale, `'sigmoid'` (default) or `'exp'`.
           n_bits: bits per pixel kept from 8-bit input (5 for the paper's CelebA).
             Default 8. Ignored when `num_bins` is given.
@@ -234,10 +235,12 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
         if dequantization == "variational":
             self.dequantizer = VariationalDequantizer(seed=seed, name="dequantizer")
             self.dequantizer.build((None, *self.image_shape))
+        self.quantization = Quantization(self.image_shape, self.num_bins, self.n_bits, self.dequantizer)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
         self.nonfinite_tracker = keras.metrics.Sum(name="nonfinite_steps")
+        self._compile_graphs()
         self.build((None, *self.image_shape))
 
     # Configuration.
@@ -254,20 +257,57 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
         return config
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> GlowModel:
+    def from_preset(cls, name: str, pretrained: bool = False, **overrides) -> GlowModel:
         """A model of preset `name` ("digits", "mnist", "cifar10", "celeba64",
-        "imagenet32", "imagenet64"; see `tfp_glow.models.PRESETS`), with `overrides`."""
-        return cls(**preset_config(name, **overrides))
+        "imagenet32", "imagenet64"; see `tfp_glow.models.PRESETS`), with `overrides`.
 
-    def compile(self, optimizer=None, **kwargs):
-        """`keras.Model.compile`; the optimizer defaults to the paper's (Adam, lr 1e-3, warm-up)."""
-        super().compile(optimizer=optimizer if optimizer is not None else default_optimizer(), **kwargs)
+        With `pretrained=True`, the weights trained on the preset's dataset that ship with
+        the package (the digits preset's, `tfp_glow.pretrained`), for inference: no
+        download, and no overrides of the architecture.
+        """
+        if not pretrained:
+            return cls(**preset_config(name, **overrides))
+        config = pretrained_weights.info(name)["config"]
+        changed = sorted(k for k in overrides if k not in pretrained_weights.NOT_ARCHITECTURE)
+        if changed:
+            raise ValueError(
+                "A pretrained model keeps the architecture it was trained with; only "
+                f"{list(pretrained_weights.NOT_ARCHITECTURE)} may be overridden. Received: {changed}"
+            )
+        model = cls(**{**config, **overrides})
+        model.load_weights(pretrained_weights.weights_path(name))
+        return model
+
+    def compile(self, optimizer=None, loss=None, metrics=None, jit_compile: bool = False, **kwargs):
+        """`keras.Model.compile`; the optimizer defaults to the paper's (Adam, lr 1e-3, warm-up).
+
+        The loss is the model's own (bits per dimension) and so are its metrics, so `loss` and
+        `metrics` are refused. `jit_compile` is `False` unless asked for: Keras's default
+        ("auto") would turn XLA on whenever a GPU is visible.
+        """
+        for name, value in (("loss", loss), ("metrics", metrics)):
+            if value is not None:
+                raise ValueError(
+                    f"GlowModel trains on its own loss (the negative log-likelihood in bits per "
+                    f"dimension) and reports its own metrics, so it takes no `{name}`. "
+                    f"Received: {name}={value!r}"
+                )
+        super().compile(
+            optimizer=optimizer if optimizer is not None else default_optimizer(),
+            jit_compile=jit_compile,
+            **kwargs,
+        )
 
     def compile_from_config(self, config):
         # As keras.Model's, which skips models whose compile() is overridden: a
         # reloaded model gets its optimizer back, built, so its state is restored.
         self.compile(**keras.saving.deserialize_keras_object(config))
         self.optimizer.build(self.trainable_variables)
+
+    def summary(self, print_fn=None, **kwargs):
+        """Keras's summary, then the flow's parameters per level (its variables are not layers)."""
+        super().summary(print_fn=print_fn, **kwargs)
+        (print_fn or print)(applications.flow_summary(self))
 
     @property
     def bijector(self) -> Glow:
@@ -283,50 +323,20 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
     def event_size(self) -> int:
         return self._glow.event_size
 
-    # Preprocessing: integer levels <-> [-0.5, 0.5].
+    @property
+    def input_levels(self) -> int:
+        """Levels of the integer images the model takes and samples: `num_bins`, or 256 if n-bit."""
+        return self.quantization.input_levels
 
-    def _levels(self, images):
-        images = tf.convert_to_tensor(images)
-        if images.dtype.is_floating or images.dtype.is_bool:
-            raise TypeError(
-                f"GlowModel expects integer images (uint8 levels in [0, {self._input_levels()})). "
-                f"Received: dtype={images.dtype.name}"
-            )
-        if images.shape.rank is not None and (
-            images.shape.rank != 4
-            or any(d is not None and d != e for d, e in zip(images.shape[1:], self.image_shape, strict=True))
-        ):
-            raise ValueError(
-                f"GlowModel expects images of shape [batch, {', '.join(map(str, self.image_shape))}]. "
-                f"Received: shape={images.shape.as_list()}"
-            )
-        levels = tf.cast(images, tf.int32)
-        checks = [
-            # Keras may trace with unknown dimensions: the shape is checked at run time too.
-            tf.debugging.assert_equal(
-                tf.shape(levels)[1:],
-                tf.constant(self.image_shape, tf.int32),
-                message=f"GlowModel expects images of shape [batch, {', '.join(map(str, self.image_shape))}]",
-            ),
-            tf.debugging.assert_greater_equal(levels, 0, message="Pixel values must be >= 0."),
-            tf.debugging.assert_less(
-                levels,
-                self._input_levels(),
-                message=f"Pixel values must be < {self._input_levels()}.",
-            ),
-        ]
-        with tf.control_dependencies(checks):
-            levels = tf.identity(levels)
-        return levels if self.n_bits is None else reduce_bits(levels, self.n_bits)
+    # Integer images <-> [-0.5, 0.5].
 
-    def _input_levels(self):
-        return self.num_bins if self.n_bits is None else 256
+    def preprocess(self, images) -> tf.Tensor:
+        """Integer images to x in [-0.5, 0.5] at the centres of their levels' bins (checked)."""
+        return self.quantization.centres(self.quantization.levels(images))
 
-    def preprocess(self, images, noise: bool = False) -> tf.Tensor:
-        """Integer images to x in [-0.5, 0.5]; uniform dequantization noise if `noise`."""
-        levels = self._levels(images)
-        u = self._uniform(tf.shape(levels), self._noise_seed()) if noise else None
-        return to_unit_range(levels, self.num_bins, u)
+    def postprocess(self, x) -> tf.Tensor:
+        """x in [-0.5, 0.5] to uint8 images (n-bit levels scaled back to [0, 256))."""
+        return self.quantization.to_images(x)
 
     def _noise_seed(self):
         """Where training noise comes from: the model's SeedGenerator, or on each replica of
@@ -339,96 +349,8 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
         seed = keras.random.randint((2,), 0, 2**31 - 1, seed=self.seed_generator, dtype="int32")
         return tf.random.experimental.stateless_fold_in(seed, context.replica_id_in_sync_group)
 
-    @staticmethod
-    def _uniform(shape, seed) -> tf.Tensor:
-        if isinstance(seed, keras.random.SeedGenerator):
-            return keras.random.uniform(shape, seed=seed)
-        return tf.random.stateless_uniform(shape, seed)
-
-    def _dequantize(self, levels, seed) -> tuple[tf.Tensor, tf.Tensor]:
-        """(x, log q(u | k) [N]): levels k dequantized with noise u ~ q, from `seed`
-        (a SeedGenerator, or a stateless [2] seed). Uniform noise has log q = 0."""
-        shape = tf.shape(levels)
-        if self.dequantizer is None:
-            return to_unit_range(levels, self.num_bins, self._uniform(shape, seed)), tf.zeros(shape[:1])
-        if isinstance(seed, keras.random.SeedGenerator):
-            eps = keras.random.normal(shape, seed=seed)
-        else:
-            eps = tf.random.stateless_normal(shape, seed)
-        u, log_q = self.dequantizer(to_unit_range(levels, self.num_bins), eps)
-        return to_unit_range(levels, self.num_bins, u), log_q
-
     def _labels(self, labels, num_images) -> tf.Tensor | None:
-        """Checked int32 labels [N] for a conditional model, `None` for an unconditional one.
-
-        A scalar label applies to all `num_images` images. Values out of [0, K) raise
-        a ValueError in eager calls and fail the graph's assertion in `fit`.
-        """
-        if self.num_classes is None:
-            if labels is not None:
-                raise ValueError(
-                    "This GlowModel is unconditional (num_classes=None), so it takes no labels; "
-                    "build it with `num_classes` to condition on classes. "
-                    f"Received: labels of shape {np.shape(labels)}"
-                )
-            return None
-        if labels is None:
-            raise ValueError(
-                f"This GlowModel is class-conditional (num_classes={self.num_classes}): pass integer "
-                f"labels in [0, {self.num_classes}) (`labels=` here, or (images, labels) batches to "
-                "fit and evaluate). Received: labels=None"
-            )
-        labels = tf.convert_to_tensor(labels)
-        if not labels.dtype.is_integer:
-            raise TypeError(
-                f"GlowModel expects integer class labels in [0, {self.num_classes}). "
-                f"Received: dtype={labels.dtype.name}"
-            )
-        if labels.shape.rank is not None and labels.shape.rank > 1:
-            raise ValueError(
-                f"GlowModel expects labels of shape [batch] (or one label for all images). "
-                f"Received: shape={labels.shape.as_list()}"
-            )
-        labels = tf.cast(labels, tf.int32)
-        if labels.shape.rank == 0:
-            labels = tf.fill([num_images], labels)
-        static = tf.get_static_value(num_images)
-        if labels.shape[0] is not None and static is not None and labels.shape[0] != static:
-            raise ValueError(
-                f"GlowModel expects one label per image: {static} images. "
-                f"Received: shape={labels.shape.as_list()}"
-            )
-        if tf.executing_eagerly():
-            values = labels.numpy()
-            if values.size and (values.min() < 0 or values.max() >= self.num_classes):
-                raise ValueError(
-                    f"Class labels must be in [0, {self.num_classes}). "
-                    f"Received: labels with min={values.min()}, max={values.max()}"
-                )
-            return labels
-        checks = [
-            tf.debugging.assert_equal(
-                tf.size(labels),
-                tf.cast(num_images, tf.int32),
-                message="GlowModel expects one label per image.",
-            ),
-            tf.debugging.assert_non_negative(labels, message="Class labels must be >= 0."),
-            tf.debugging.assert_less(
-                labels, self.num_classes, message=f"Class labels must be < num_classes = {self.num_classes}."
-            ),
-        ]
-        with tf.control_dependencies(checks):
-            return tf.identity(labels)
-
-    def _bijector_kwargs(self, labels) -> dict:
-        return {} if labels is None else {"labels": labels}
-
-    def postprocess(self, x) -> tf.Tensor:
-        """x in [-0.5, 0.5] to uint8 images (n-bit levels scaled back to [0, 256))."""
-        levels = quantize(x, self.num_bins)
-        if self.n_bits is not None:
-            levels = levels * 2 ** (8 - self.n_bits)
-        return tf.cast(levels, tf.uint8)
+        return check_labels(labels, num_images, self.num_classes)
 
     # Initialization.
 
@@ -439,13 +361,18 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
     def initialize(self, images, labels=None) -> None:
         """Data-dependent ActNorm initialization from a real batch; idempotent.
 
-        A class-conditional model takes the images' `labels` but does not need
+        The batch is dequantized with uniform noise (a learned dequantizer is untrained
+        then). A class-conditional model takes the images' `labels` but does not need
         them: they reach no ActNorm (the priors come after every step of flow).
         """
-        x = self.preprocess(images, noise=True)
+        levels = self.quantization.levels(images)
+        x = Quantization(self.image_shape, self.num_bins, self.n_bits).dequantize(
+            levels, self.seed_generator
+        )[0]
         if self.num_classes is not None and labels is None:
             labels = tf.zeros(tf.shape(x)[:1], tf.int32)
-        self._glow.initialize(x, **self._bijector_kwargs(self._labels(labels, tf.shape(x)[0])))
+        labels = self._labels(labels, tf.shape(x)[0])
+        self._glow.initialize(x, **({} if labels is None else {"labels": labels}))
 
     def _initialize_from(self, x) -> None:
         if self.is_initialized():
@@ -483,21 +410,12 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
             has_labels = y is not None
         else:
             return  # other inputs are checked in the step
-        if has_labels and self.num_classes is None:
-            raise ValueError(
-                "This GlowModel is unconditional (num_classes=None) but the data has labels: build it "
-                "with `num_classes` to condition on them, or pass images only."
-            )
-        if not has_labels and self.num_classes is not None:
-            raise ValueError(
-                f"This GlowModel is class-conditional (num_classes={self.num_classes}): fit it on "
-                "(images, labels) batches, e.g. `data.load(..., with_labels=True)` or `fit(images, labels)`. "
-                "Received: images without labels"
-            )
+        check_data_has_labels(has_labels, self.num_classes)
 
     def symbolic_build_batch(self):
-        """The batch Keras builds the optimizer from under a strategy (see `_compat.BuildsWithoutData`):
-        the model is built at construction, so the image shape is all it needs."""
+        """The batch Keras builds the optimizer from under a strategy (see
+        `_compat.BuildsWithoutData`): the model is built at construction, so the image shape
+        is all it needs."""
         return np.zeros((1, *self.image_shape), np.uint8)
 
     # Training.
@@ -508,18 +426,14 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
         return metrics + ([self.class_loss_tracker] if self.class_loss_tracker is not None else [])
 
     def call(self, images, labels=None, training=False):
-        """Per-image bits per dimension (dequantization noise when training)."""
-        return self._bits(images, labels, bool(training), training=bool(training))[0]
+        """Per-image bits per dimension: the one-sample bound, with dequantization noise."""
+        return self._one_sample_bits(images, labels, training=bool(training))[0]
 
-    def _bits(self, images, labels, noise, training=False):
-        """Per-image bits/dim, and the classifier's cross-entropy in bits (`None` without one).
-
-        With `noise`, the bound -E_q[log p(x) - log q(u | k)] of one noise sample; with
-        `training`, through the coupling networks' dropout (if any)."""
-        if noise and self.dequantizer is not None:
-            x, log_q = self._dequantize(self._levels(images), self._noise_seed())
-        else:
-            x, log_q = self.preprocess(images, noise=noise), 0.0
+    def _one_sample_bits(self, images, labels, training=False):
+        """Per-image bits/dim of one noise sample, -(log p(x) - log q(u | k)) / D in bits with the
+        -D log(num_bins) term, and the classifier's cross-entropy in bits (`None` without one).
+        With `training`, through the coupling networks' dropout (if any)."""
+        x, log_q = self.quantization.dequantize(self.quantization.levels(images), self._noise_seed())
         labels = self._labels(labels, tf.shape(x)[0])
         conditioning = {}
         if training and self._config["dropout"] > 0:
@@ -562,7 +476,7 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
     def train_step(self, data):
         images, labels = self._unpack(data)
         with tf.GradientTape() as tape:
-            bpd, class_bits = self._bits(images, labels, noise=True, training=True)
+            bpd, class_bits = self._one_sample_bits(images, labels, training=True)
             loss = tf.reduce_mean(bpd)
             if class_bits is not None:
                 loss += self.class_loss_weight * tf.reduce_mean(class_bits)
@@ -647,7 +561,7 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
     def test_step(self, data):
         images, labels = self._unpack(data)
         # One noise sample per image: the paper's estimate (its variational bound with a learned q).
-        bpd, class_bits = self._bits(images, labels, noise=True)
+        bpd, class_bits = self._one_sample_bits(images, labels)
         loss = tf.reduce_mean(bpd)
         reported = [self.loss_tracker, self.bits_per_dim_tracker]
         if class_bits is not None:
@@ -658,95 +572,93 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
         self.bits_per_dim_tracker.update_state(bpd)
         return self._logs(reported)
 
+    # Compiled graphs of the flow: eager TFP calls through dozens of steps are slow. One graph per
+    # job, traced once per model for every batch size, with the labels of a conditional model as
+    # a second input; the same graph in every process gives bit-identical results after a reload.
+
+    def _compile_graphs(self) -> None:
+        labels = [tf.TensorSpec([None], tf.int32)] if self.num_classes is not None else []
+        images = tf.TensorSpec([None, *self.image_shape], tf.float32)
+        levels = tf.TensorSpec([None, *self.image_shape], tf.int32)
+        latents = tf.TensorSpec([None, self.event_size], tf.float32)
+        seed = tf.TensorSpec([2], tf.int32)
+
+        def compiled(function, *specs):
+            return tf.function(function, input_signature=[*specs, *labels])
+
+        self._log_prob_graph = compiled(lambda x, labels=None: self._glow_log_prob(x, labels), images)
+        self._encode_graph = compiled(lambda x, labels=None: self._glow.inverse(x, **_kwargs(labels)), images)
+        self._decode_graph = compiled(
+            lambda z, labels=None: self._glow.forward(z, **_kwargs(labels)), latents
+        )
+        self._log_weight_graph = compiled(self._log_weight, levels, seed)
+
+    def _log_weight(self, levels, seed, labels=None):
+        """log p(x_s) - log q(u_s | k) of one noise sample per image, from a stateless seed."""
+        x, log_q = self.quantization.dequantize(levels, seed)
+        return self._glow_log_prob(x, labels) - log_q
+
+    def _call_graph(self, graph, inputs, labels, num_images):
+        labels = self._labels(labels, num_images)
+        return graph(inputs) if labels is None else graph(inputs, labels)
+
     # Using a trained model.
 
     def log_prob(self, images, labels=None) -> tf.Tensor:
-        """log p(x) (log p(x | y) given `labels`) at the bin centres x (density on [-0.5, 0.5]^D)."""
+        """log p(x) (log p(x | y) given `labels`) of the continuous model at the bin centres x.
+
+        A density on [-0.5, 0.5]^D, deterministic: what serving and `score` use. It is not the
+        probability of the discrete image; `bits_per_dim` estimates that.
+        """
         x = self.preprocess(images)
-        labels = self._labels(labels, tf.shape(x)[0])
-        if labels is None:
-            return self._compiled_log_prob(x)
-        return self._compiled_conditional_log_prob(x, labels)
+        return self._call_graph(self._log_prob_graph, x, labels, tf.shape(x)[0])
 
-    # Graphs of the flow for the methods above and below: eager TFP calls through
-    # dozens of steps are slow. One trace per model serves every batch size, and the
-    # same graph in every process gives bit-identical results after a reload.
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
-    def _compiled_log_prob(self, x):
-        return self._glow_log_prob(x)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
-    def _compiled_encode(self, x):
-        return self._glow.inverse(x)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
-    def _compiled_decode(self, z):
-        return self._glow.forward(z)
-
-    # The same for class-conditional models, with int32 labels [N].
-
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, None, None, None], tf.float32), tf.TensorSpec([None], tf.int32)]
-    )
-    def _compiled_conditional_log_prob(self, x, labels):
-        return self._glow_log_prob(x, labels)
-
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, None, None, None], tf.float32), tf.TensorSpec([None], tf.int32)]
-    )
-    def _compiled_conditional_encode(self, x, labels):
-        return self._glow.inverse(x, labels=labels)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32)])
-    def _compiled_conditional_decode(self, z, labels):
-        return self._glow.forward(z, labels=labels)
-
-    def bits_per_dim(self, images, labels=None) -> tf.Tensor:
-        """Bits per dimension of each image (bin centres, deterministic), given `labels` if conditional."""
-        return bits_per_dim(self.log_prob(images, labels), self.image_shape, self.num_bins)
-
-    def discrete_bits_per_dim(
-        self, images, labels=None, num_samples: int = 64, batch_size: int = 256, seed: int = 0
+    def bits_per_dim(
+        self,
+        images,
+        labels=None,
+        num_samples: int = 1,
+        seed: int = 0,
+        batch_size: int = 256,
+        verbose: int = 0,
     ) -> tf.Tensor:
-        """float32 [N]: -log2 P(k) / D, the discrete likelihood of each image, estimated
-        by importance sampling with the dequantization noise q as the proposal:
+        """float32 [N]: -log2 P(k) / D of each image, estimated with `num_samples` samples u_s of
+        the dequantization noise q:
 
-            log P(k) ~= logsumexp_s [log p(x_s) - log q(u_s | k)] - log S - D log(num_bins),
+            log P(k) >= logsumexp_s [log p(x_s) - log q(u_s | k)] - log S,   x_s = (k + u_s) / num_bins - 0.5
 
-        x_s = (k + u_s) / num_bins - 0.5, u_s ~ q(u | k), s = 1..S. Its expectation is
-        a lower bound of log P(k) that tightens as S grows (S = 1 is the figure `evaluate`
-        reports); the result is deterministic for a given `seed`.
+        (then bits per dimension with the -D log(num_bins) term). One sample is the paper's
+        estimate, the figure `evaluate` reports; more importance samples tighten the bound
+        towards the discrete likelihood. Deterministic for a given `seed`. `verbose=1` shows a
+        progress bar over the batches of `batch_size` images.
         """
         for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-        levels = self._levels(images)
+        levels = self.quantization.levels(images)
         labels = self._labels(labels, tf.shape(levels)[0])
+        num_images = int(levels.shape[0])
+        progress = keras.utils.Progbar(num_images * num_samples, verbose=verbose, unit_name="pass")
         pieces = []
-        for start in range(0, int(levels.shape[0]), batch_size):
+        for start in range(0, num_images, batch_size):
             batch = levels[start : start + batch_size]
-            batch_labels = None if labels is None else labels[start : start + batch_size]
-            log_weights = [
-                self._compiled_log_weight(batch, tf.constant([seed, s]), batch_labels)
-                for s in range(num_samples)
-            ]
+            batch_labels = () if labels is None else (labels[start : start + batch_size],)
+            log_weights = []
+            for s in range(num_samples):
+                log_weights.append(self._log_weight_graph(batch, tf.constant([seed, s]), *batch_labels))
+                progress.add(int(batch.shape[0]))
             log_p = tf.reduce_logsumexp(tf.stack(log_weights), axis=0) - np.log(num_samples)
             pieces.append(bits_per_dim(log_p, self.image_shape, self.num_bins))
         return tf.concat(pieces, 0)
 
-    @tf.function(reduce_retracing=True)
-    def _compiled_log_weight(self, levels, seed, labels):
-        x, log_q = self._dequantize(levels, seed)
-        return self._glow_log_prob(x, labels) - log_q
+    def discrete_bits_per_dim(self, images, labels=None, num_samples: int = 64, **kwargs) -> tf.Tensor:
+        """`bits_per_dim` with 64 importance samples by default: the discrete likelihood's estimate."""
+        return self.bits_per_dim(images, labels, num_samples=num_samples, **kwargs)
 
     def encode(self, images, labels=None) -> tf.Tensor:
         """Flat latents [N, D] of all levels (`model.bijector.split_latent` splits them)."""
         x = self.preprocess(images)
-        labels = self._labels(labels, tf.shape(x)[0])
-        if labels is None:
-            return self._compiled_encode(x)
-        return self._compiled_conditional_encode(x, labels)
+        return self._call_graph(self._encode_graph, x, labels, tf.shape(x)[0])
 
     def decode(self, latents, labels=None) -> tf.Tensor:
         """uint8 images from flat latents [N, D]; `decode(encode(x, y), y) == x` exactly."""
@@ -755,10 +667,7 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
         latents = tf.debugging.check_numerics(
             latents, "GlowModel.decode expects finite latents; Received: latents with NaN or Inf"
         )
-        labels = self._labels(labels, tf.shape(latents)[0])
-        if labels is None:
-            return self.postprocess(self._compiled_decode(latents))
-        return self.postprocess(self._compiled_conditional_decode(latents, labels))
+        return self.postprocess(self._call_graph(self._decode_graph, latents, labels, tf.shape(latents)[0]))
 
     def sample(self, num: int, temperature: float = 0.7, seed: int | None = None, labels=None) -> tf.Tensor:
         """`num` uint8 images at `temperature`; the same `seed` gives the same images.
@@ -779,7 +688,7 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
             eps = tf.random.stateless_normal(shape, seed=[int(seed), 0])
         return self.decode(temperature * eps, labels)
 
-    # Applications: thin methods over tfp_glow.models.applications (imported lazily, no cycle).
+    # Applications: thin methods over tfp_glow.models.applications.
 
     def temperature_grid(
         self, temperatures: Sequence[float], num_per_row: int = 8, seed: int = 0
@@ -787,32 +696,24 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
         """uint8 [len(temperatures), num_per_row, H, W, C]: one row per temperature, same noise.
 
         See `tfp_glow.models.applications.temperature_grid`."""
-        from tfp_glow.models import applications
-
         return applications.temperature_grid(self, temperatures, num_per_row, seed)
 
-    def interpolate(self, image_a, image_b, steps: int = 8) -> tf.Tensor:
+    def interpolate(self, image_a, image_b, steps: int = 8, verbose: int = 0) -> tf.Tensor:
         """uint8 [steps, H, W, C] from `image_a` to `image_b`, linear in the latent of every level.
 
         See `tfp_glow.models.applications.interpolate`."""
-        from tfp_glow.models import applications
-
-        return applications.interpolate(self, image_a, image_b, steps)
+        return applications.interpolate(self, image_a, image_b, steps, verbose=verbose)
 
     def attribute_direction(self, images_with, images_without) -> tf.Tensor:
         """float32 [D]: mean latent of `images_with` minus that of `images_without`.
 
         See `tfp_glow.models.applications.attribute_direction`."""
-        from tfp_glow.models import applications
-
         return applications.attribute_direction(self, images_with, images_without)
 
     def manipulate(self, image, direction, alphas: Sequence[float]) -> tf.Tensor:
         """uint8 [len(alphas), H, W, C]: the image decoded from z + alpha * direction.
 
         See `tfp_glow.models.applications.manipulate`."""
-        from tfp_glow.models import applications
-
         return applications.manipulate(self, image, direction, alphas)
 
     def inpaint(
@@ -823,19 +724,21 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
         learning_rate: float = 0.05,
         langevin: bool = False,
         seed: int = 0,
+        verbose: int = 0,
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        """(uint8 completed images, their bits/dim): the pixels where `mask` is True filled by
+        """(uint8 completed images, their scores): the pixels where `mask` is True filled by
         gradient ascent on log p (or Langevin sampling), observed pixels kept exactly.
 
         See `tfp_glow.models.applications.inpaint`."""
-        from tfp_glow.models import applications
+        return applications.inpaint(self, images, mask, steps, learning_rate, langevin, seed, verbose=verbose)
 
-        return applications.inpaint(self, images, mask, steps, learning_rate, langevin, seed)
-
-    def score(self, images, batch_size: int = 256) -> tf.Tensor:
-        """float32 [N]: bits per dimension of each image, in batches of `batch_size`.
+    def score(self, images, labels=None, batch_size: int = 256, verbose: int = 0) -> tf.Tensor:
+        """float32 [N]: the density score of each image, -log2 p(x) / D at the bin centres plus
+        log2(num_bins) (bits/dim units, not a bits/dim of the model), in batches of `batch_size`.
 
         See `tfp_glow.models.applications.score`."""
-        from tfp_glow.models import applications
+        return applications.score(self, images, batch_size, verbose=verbose, labels=labels)
 
-        return applications.score(self, images, batch_size)
+
+def _kwargs(labels) -> dict:
+    return {} if labels is None else {"labels": labels}
