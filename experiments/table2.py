@@ -144,7 +144,9 @@ def main() -> None:
             raise SystemExit(f"{name}: tfp-glow train failed with status {status}")
         with open(os.path.join(args.model_dir, name, "metrics.json")) as f:
             metrics = json.load(f)
-        results.append((row, parameters, metrics["test_bits_per_dim_one_sample"], time.perf_counter() - start))
+        results.append(
+            (row, parameters, metrics["test_bits_per_dim_one_sample"], time.perf_counter() - start)
+        )
 
     print("\n| dataset | paper test bits/dim | measured test bits/dim | parameters | train hours |")
     print("|---|---|---|---|---|")
