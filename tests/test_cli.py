@@ -366,14 +366,22 @@ def test_training_flags_reach_the_model_and_the_schedule():
     )
 
 
-def test_time_limit_ends_a_train_run_early(tmp_path):
+def test_time_limit_ends_a_train_run_early(tmp_path, monkeypatch, capsys):
+    # In this process (cli.main, what the console script runs): three runs, no start-up each.
+    monkeypatch.chdir(tmp_path)
+
+    def train(*args):
+        status = cli.main(["tfp-glow", "train", "--model_dir=run", *TINY, *args])
+        out, err = capsys.readouterr()
+        assert status == 0, err[-3000:]
+        return err
+
     limits = ["--epochs=4", "--time_limit=0.001", "--validation_split=", "--iw_samples=0"]
-    result = _cli(["train", "--model_dir=run", *TINY, *limits], cwd=tmp_path, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
+    stderr = train(*limits)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     # The first epoch ends past the limit, so no second one starts; model.keras is that epoch's.
     assert metrics["epochs"] == 1 and metrics["best_epoch"] == 1 and metrics["stopped_by_time_limit"]
-    assert "stopping after epoch 1 of 4: another would end past the time limit of 0.001 s" in result.stderr
+    assert "stopping after epoch 1 of 4: another would end past the time limit of 0.001 s" in stderr
     assert (tmp_path / "run" / "model.keras").is_file()
     # The last epoch's grid is written whatever ended the run.
     assert sorted(p.name for p in (tmp_path / "run").glob("samples_epoch_*.png")) == ["samples_epoch_001.png"]
@@ -381,17 +389,13 @@ def test_time_limit_ends_a_train_run_early(tmp_path):
     assert resume.load_state(str(tmp_path / "run" / "resume")).time_limit == 0.001
 
     # The same command again: the run is done, not interrupted, so nothing more is trained.
-    again = _cli(["train", "--model_dir=run", *TINY, *limits], cwd=tmp_path, timeout=240)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "has trained 1 epochs already, until its time limit of 0.001 s" in again.stderr
+    assert "has trained 1 epochs already, until its time limit of 0.001 s" in train(*limits)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 1
     assert not (tmp_path / "run" / "checkpoints" / "epoch_002.keras").exists()
 
     # Another limit (0: none) trains it on from where it ended, here to --epochs=2.
     on = ["--epochs=2", "--time_limit=0", "--validation_split=", "--iw_samples=0"]
-    further = _cli(["train", "--model_dir=run", *TINY, *on], cwd=tmp_path, timeout=240)
-    assert further.returncode == 0, further.stderr[-3000:]
-    assert "resuming from epoch 2" in further.stderr
+    assert "resuming from epoch 2" in train(*on)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 2
     assert (tmp_path / "run" / "checkpoints" / "epoch_002.keras").is_file()
     assert resume.load_state(str(tmp_path / "run" / "resume")).time_limit is None

@@ -1,4 +1,4 @@
-"""Numerical safety (issue 6): deep models reconstruct exactly; extreme parameters stay finite.
+"""Numerical safety: deep models reconstruct exactly; extreme parameters stay finite.
 
 (a) A deep-but-small digits model (L=2, K=8, float32) reconstructs its input to 1e-4 after
     random initialization (every weight moved off its zero or identity start by N(0, 0.02^2))

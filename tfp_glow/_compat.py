@@ -95,6 +95,8 @@ def optimizer_strategy(optimizer: keras.optimizers.Optimizer) -> tf.distribute.S
 def ema_variable_pairs(optimizer: keras.optimizers.Optimizer) -> list[tuple]:
     """(variable, its moving average) for each trainable variable of a `use_ema` optimizer, as
     Keras's own `SwapEMAWeights` reads them."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer  # float16: the averages are the wrapped optimizer's
     return list(
         zip(
             private(optimizer, "_trainable_variables", "Keras"),

@@ -240,6 +240,13 @@ def _train_flags(parser) -> None:
     )
     _boolean(parser, "jit_compile", "compile the train and test steps with XLA")
     parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="fp32, or mixed precision: the coupling and prior networks in bfloat16 / float16 "
+        "(float16 with loss scaling), everything else and every variable float32",
+    )
+    parser.add_argument(
         "--intra_op_threads",
         type=_non_negative_int,
         help="threads per TensorFlow op, 0 for TensorFlow's default (default: the preset's; 1 for digits)",
@@ -429,6 +436,7 @@ def _train_config(args):
         optimizer=args.optimizer,
         ema_momentum=args.ema_momentum,
         jit_compile=args.jit_compile,
+        precision=args.precision,
         intra_op_threads=args.intra_op_threads,
         strategy=args.strategy,
         tpu=args.tpu,

@@ -121,7 +121,7 @@ def export_saved_model(
             f"Export another version, or leave `version` unset to write the next one."
         )
     progress = keras.utils.Progbar(len(SIGNATURES) + 2, verbose=verbose, unit_name="part")
-    module = _serving_module(model, max_num_samples, max_batch_size)
+    module = _serving_module(_in_float32(model), max_num_samples, max_batch_size)
     signatures = {}
     for name in SIGNATURES:
         signatures[name] = getattr(module, name).get_concrete_function()
@@ -139,6 +139,17 @@ def export_saved_model(
         if os.path.exists(temporary):
             tf.io.gfile.rmtree(temporary)
     return path
+
+
+def _in_float32(model: GlowModel) -> GlowModel:
+    """The model itself, or for a mixed-precision model a float32 copy with its weights: the
+    served graphs compute in float32 whatever the model was trained in."""
+    if model.dtype_policy.name == "float32":
+        return model
+    config = {**model.get_config(), "dtype": "float32"}
+    copy = type(model).from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _versions(export_dir: str) -> list[int]:

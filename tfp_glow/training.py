@@ -74,6 +74,8 @@ RESUME_DIR = "resume"
 # GlowModel arguments a run may override in its preset.
 ARCHITECTURE = ("num_levels", "num_steps", "hidden_channels", "dequantization", "dropout", "memory_efficient")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+# TrainConfig.precision -> the GlowModel's Keras dtype policy.
+PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 # About this many sample grids per run when `sample_every` is not given.
 SAMPLE_GRIDS = 10
 
@@ -108,6 +110,8 @@ class TrainConfig:
       ema_momentum: decay of the weights' moving average used for validation, checkpoints,
         samples and the final model; 0 for none; `None`: the preset's.
       jit_compile: compile the train and test steps with XLA.
+      precision: 'fp32', or mixed precision 'bf16' / 'fp16' (the model's dtype policy
+        'mixed_bfloat16' / 'mixed_float16', see `GlowModel`).
       intra_op_threads: threads per TensorFlow op (0: TensorFlow's default); `None`: the
         preset's, unless TF_NUM_INTRAOP_THREADS is set. It takes effect only before TensorFlow
         first runs in the process.
@@ -150,6 +154,7 @@ class TrainConfig:
     optimizer: str = "adam"
     ema_momentum: float | None = None
     jit_compile: bool = False
+    precision: str = "fp32"
     intra_op_threads: int | None = None
     strategy: str = "default"
     tpu: str | None = None
@@ -333,6 +338,7 @@ def _build_model(config: TrainConfig, settings: _Settings) -> GlowModel:
         # 8-bit data: the preset's bit depth (8 when it names none, as the digits preset).
         overrides.update(num_bins=None, n_bits=settings.preset.model.get("n_bits", 8))
     overrides.update(config.architecture)
+    overrides.update(dtype_policy=PRECISIONS[config.precision])
     keras.utils.set_random_seed(config.seed)
     try:
         return GlowModel.from_preset(settings.preset.name, **overrides)
@@ -846,7 +852,12 @@ def _check(config: TrainConfig) -> None:
         )
     if config.clipnorm is not None and not (math.isfinite(config.clipnorm) and config.clipnorm > 0):
         raise UsageError(f"`clipnorm` must be a finite number > 0. Received: clipnorm={config.clipnorm!r}")
-    choices = {"lr_decay": ("constant", "cosine"), "optimizer": ("adam", "adamax"), "strategy": STRATEGIES}
+    choices = {
+        "lr_decay": ("constant", "cosine"),
+        "optimizer": ("adam", "adamax"),
+        "strategy": STRATEGIES,
+        "precision": tuple(PRECISIONS),
+    }
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
             raise UsageError(f"`{name}` must be one of {allowed}. Received: {name}={getattr(config, name)!r}")

@@ -112,6 +112,7 @@ class Glow(GlowBijector):
         dtype: tf.DType = tf.float32,
         validate_args: bool = False,
         name: str = "glow",
+        compute_dtype: str | None = None,
     ):
         """Creates a Glow bijector.
 
@@ -149,6 +150,9 @@ class Glow(GlowBijector):
             [2] stateless seed; `GlowModel` passes one in training steps only).
             Each seed fixes one invertible map. Default 0.
           dtype: `tf.DType` of the variables and images. Default `tf.float32`.
+          compute_dtype: dtype the coupling and split-prior networks compute in, for mixed
+            precision ('bfloat16' or 'float16'); `None` (default): `dtype`. Variables, inputs,
+            outputs and log-dets stay `dtype`.
           validate_args: Python `bool`, run-time checks of shapes and ActNorm
             initialization. Default `False`.
           name: Python `str` name prefixed to ops created by this class.
@@ -234,6 +238,7 @@ class Glow(GlowBijector):
                         seed=[int(rng.integers(2**31 - 2**16)) for _ in range(num_steps)],
                         memory_efficient=memory_efficient,
                         dtype=dtype,
+                        compute_dtype=compute_dtype,
                         validate_args=validate_args,
                         name=f"level{level}_steps",
                     )
@@ -245,6 +250,7 @@ class Glow(GlowBijector):
                                 c,
                                 num_classes=num_classes if conditional_split_priors else None,
                                 dtype=dtype,
+                                compute_dtype=compute_dtype,
                                 validate_args=validate_args,
                                 name=f"level{level}_split_prior",
                             )

@@ -57,6 +57,7 @@ class SplitPrior(GlowBijector):
         dtype: tf.DType = tf.float32,
         validate_args: bool = False,
         name: str = "split_prior",
+        compute_dtype: str | None = None,
     ):
         """Creates a SplitPrior.
 
@@ -65,6 +66,9 @@ class SplitPrior(GlowBijector):
           num_classes: Python `int` K or `None` (default, unconditional): the
             number of classes of the `labels` keyword argument.
           dtype: `tf.DType` of the variables and inputs. Default `tf.float32`.
+          compute_dtype: dtype its network computes in, for mixed precision ('bfloat16' or
+            'float16'); `None` (default): `dtype`. Variables, inputs, outputs and log-dets stay
+            `dtype`.
           validate_args: Python `bool`, check shapes and labels at run time.
           name: Python `str` name prefixed to ops created by this class.
 
@@ -75,6 +79,7 @@ class SplitPrior(GlowBijector):
         channels = check_int(channels, "channels", minimum=2)
         with tf.name_scope(name) as name:
             self._channels = channels
+            self._compute_dtype = compute_dtype
             self._channels_kept = channels // 2
             self.prior_network = ZeroConv2D(
                 self._channels_kept,
@@ -122,16 +127,18 @@ class SplitPrior(GlowBijector):
 
     def mean_and_log_scale(self, h: tf.Tensor, labels=None) -> tuple[tf.Tensor, tf.Tensor]:
         """mu(h) and log sigma(h) of the leaving channels, given the kept ones (and the labels)."""
-        return priors.split_prior_mean_and_log_scale(self._network_weights(h), h, self._class_term(labels))
+        return priors.split_prior_mean_and_log_scale(
+            self._network_weights(h), h, self._class_term(labels), self._compute_dtype
+        )
 
     def _forward_and_log_det(self, x, labels=None):
         check_image(x, self._channels, self.name)
         return priors.split_prior_forward(
-            self._network_weights(x), x, self._channels_kept, self._class_term(labels)
+            self._network_weights(x), x, self._channels_kept, self._class_term(labels), self._compute_dtype
         )
 
     def _inverse_and_log_det(self, y, labels=None):
         check_image(y, self._channels, self.name)
         return priors.split_prior_inverse(
-            self._network_weights(y), y, self._channels_kept, self._class_term(labels)
+            self._network_weights(y), y, self._channels_kept, self._class_term(labels), self._compute_dtype
         )

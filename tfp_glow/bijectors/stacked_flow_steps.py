@@ -77,6 +77,7 @@ class StackedFlowSteps(GlowBijector):
         dtype: tf.DType = tf.float32,
         validate_args: bool = False,
         name: str = "flow_steps",
+        compute_dtype: str | None = None,
     ):
         """Creates the K steps of a level.
 
@@ -92,6 +93,9 @@ class StackedFlowSteps(GlowBijector):
           unroll: Python `bool`, K copies of the step in the graph instead of a loop.
             Default `None`: unrolled unless `memory_efficient`.
           dtype: `tf.DType` of the variables and inputs. Default `tf.float32`.
+          compute_dtype: dtype the coupling networks compute in, for mixed precision ('bfloat16' or
+            'float16'); `None` (default): `dtype`. Variables, inputs, outputs and log-dets stay
+            `dtype`.
           validate_args: Python `bool`, check that every ActNorm was initialized and that
             inputs are finite, at run time.
           name: Python `str` name prefixed to ops created by this class.
@@ -111,6 +115,7 @@ class StackedFlowSteps(GlowBijector):
             scale_fn=scale_fn,
             dropout=dropout,
             dtype=dtype,
+            compute_dtype=compute_dtype,
         )
         self._seeds = _step_seeds(seed, num_steps)
         self._memory_efficient = "recompute" if memory_efficient is True else memory_efficient

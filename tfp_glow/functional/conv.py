@@ -17,6 +17,7 @@ import tensorflow as tf
 from tfp_glow._checks import spatial_shape
 
 __all__ = [
+    "in_precision",
     "border_map",
     "conv2d",
     "conv_init_params",
@@ -137,3 +138,13 @@ def zero_conv(weights: dict, x: tf.Tensor) -> tf.Tensor:
     """out = (conv(x, kernel) + bias) * exp(3 * logs); the factor 3 (the reference code's
     `logscale_factor`) speeds up the learning of the output scale."""
     return (image_conv2d(x, weights["kernel"]) + weights["bias"]) * weights["scale"]
+
+
+def in_precision(network, weights: dict, x: tf.Tensor, compute_dtype, *args, **kwargs) -> tf.Tensor:
+    """`network(weights, x, ...)` computed in `compute_dtype` (mixed precision), its output back
+    in x's dtype; the weights are cast at the boundary (integer leaves, as dropout salts, kept).
+    With `compute_dtype` `None` or x's own dtype, simply `network(weights, x, ...)`."""
+    if compute_dtype is None or tf.as_dtype(compute_dtype) == x.dtype:
+        return network(weights, x, *args, **kwargs)
+    low = tf.nest.map_structure(lambda t: tf.cast(t, compute_dtype) if t.dtype.is_floating else t, weights)
+    return tf.cast(network(low, tf.cast(x, compute_dtype), *args, **kwargs), x.dtype)

@@ -22,7 +22,7 @@ import dataclasses
 import tensorflow as tf
 
 from tfp_glow._checks import check_dropout, check_int, spatial_shape
-from tfp_glow.functional import actnorm, coupling, coupling_network, invertible_conv, permutation
+from tfp_glow.functional import actnorm, conv, coupling, coupling_network, invertible_conv, permutation
 
 __all__ = [
     "COUPLINGS",
@@ -54,6 +54,9 @@ class StepConfig:
       log_scale_bound: B of the `'exp'` scale.
       dropout: dropout rate of the conditioner's hidden units, given a dropout seed.
       dtype: dtype of the parameters.
+      compute_dtype: dtype the conditioner network computes in (mixed precision: 'bfloat16' or
+        'float16'); `None` for the parameters' own. Everything else of the step (ActNorm, the
+        1x1 convolution, the coupling's scale and shift, every log-det) stays in `dtype`.
     """
 
     channels: int
@@ -65,6 +68,7 @@ class StepConfig:
     log_scale_bound: float = 3.0
     dropout: float = 0.0
     dtype: tf.DType = tf.float32
+    compute_dtype: str | None = None
 
     def __post_init__(self):
         check_int(self.channels, "channels", minimum=2, why=" (the coupling splits them in halves)")
@@ -155,7 +159,9 @@ def _mixing(config: StepConfig):
 
 
 def _conditioner(weights, config: StepConfig, dropout_seed):
-    return lambda x_a: coupling_network.apply(weights["coupling"], x_a, config.dropout, dropout_seed)
+    return lambda x_a: conv.in_precision(
+        coupling_network.apply, weights["coupling"], x_a, config.compute_dtype, config.dropout, dropout_seed
+    )
 
 
 def _coupling_options(config: StepConfig) -> dict:

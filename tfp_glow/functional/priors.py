@@ -62,30 +62,31 @@ def class_projection(params: dict, labels: tf.Tensor, num_classes: int) -> tf.Te
 
 
 def split_prior_mean_and_log_scale(
-    weights: dict, h: tf.Tensor, class_term: tf.Tensor | None = None
+    weights: dict, h: tf.Tensor, class_term: tf.Tensor | None = None, compute_dtype=None
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """mu(h) and log sigma(h) of the leaving channels, given the kept ones h."""
-    out = conv.zero_conv(weights, h)
+    """mu(h) and log sigma(h) of the leaving channels, given the kept ones h; the network in
+    `compute_dtype` (mixed precision), mu and log sigma in h's dtype."""
+    out = conv.in_precision(conv.zero_conv, weights, h, compute_dtype)
     if class_term is not None:
         out += class_term
     return out[..., 0::2], out[..., 1::2]
 
 
 def split_prior_forward(
-    weights: dict, x: tf.Tensor, channels_kept: int, class_term: tf.Tensor | None = None
+    weights: dict, x: tf.Tensor, channels_kept: int, class_term: tf.Tensor | None = None, compute_dtype=None
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """(h, eps) -> ((h, z), sum log sigma); `weights` are `conv.zero_conv_weights` at h's size."""
     h, eps = split_channels(x, channels_kept)
-    mean, log_scale = split_prior_mean_and_log_scale(weights, h, class_term)
+    mean, log_scale = split_prior_mean_and_log_scale(weights, h, class_term, compute_dtype)
     return merge_channels(h, mean + tf.exp(log_scale) * eps), tf.reduce_sum(log_scale, axis=[-3, -2, -1])
 
 
 def split_prior_inverse(
-    weights: dict, y: tf.Tensor, channels_kept: int, class_term: tf.Tensor | None = None
+    weights: dict, y: tf.Tensor, channels_kept: int, class_term: tf.Tensor | None = None, compute_dtype=None
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """(h, z) -> ((h, eps), -sum log sigma)."""
     h, z = split_channels(y, channels_kept)
-    mean, log_scale = split_prior_mean_and_log_scale(weights, h, class_term)
+    mean, log_scale = split_prior_mean_and_log_scale(weights, h, class_term, compute_dtype)
     return merge_channels(h, (z - mean) * tf.exp(-log_scale)), -tf.reduce_sum(log_scale, axis=[-3, -2, -1])
 
 

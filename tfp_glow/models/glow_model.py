@@ -19,7 +19,10 @@ from tfp_glow.models.presets import preset_config
 from tfp_glow.models.schedules import default_optimizer
 from tfp_glow.quantization import Quantization
 
-__all__ = ["GlowModel"]
+__all__ = ["DTYPE_POLICIES", "GlowModel"]
+
+# Keras dtype policies a GlowModel trains under (see `GlowModel`'s `dtype_policy`).
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @keras.saving.register_keras_serializable(package="tfp_glow")
@@ -111,6 +114,7 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
         class_loss_weight: float = 0.0,
         dequantization: str = "uniform",
         dropout: float = 0.0,
+        dtype_policy: str | None = None,
         **kwargs,
     ):
         """Creates a GlowModel; the arguments are configuration only.
@@ -156,10 +160,32 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
             training steps (a regularizer for small datasets; each step's random
             mask fixes one invertible flow). Evaluation, sampling and serving use
             no dropout. Default 0.
+          dtype_policy: Keras's dtype policy of the model: `'float32'`, `'mixed_bfloat16'`
+            or `'mixed_float16'` (Keras's `dtype=` argument, saved with the model). Default
+            `None`: Keras's global policy (`keras.mixed_precision.set_global_policy`). Under a
+            mixed policy the coupling and split-prior networks compute in bfloat16 / float16;
+            ActNorm, the 1x1 convolutions and their log-dets, the couplings' scale and shift,
+            the priors' log-densities, the loss and every variable stay float32, so encoding,
+            decoding and sampling stay exactly invertible. `compile` adds loss scaling for
+            float16 (Keras's `LossScaleOptimizer`); a step whose scaled gradients overflow is
+            skipped by it and is not counted as a non-finite step.
           **kwargs: passed to `keras.Model` (name, dtype ...).
+
+        Raises:
+          ValueError: for another dtype policy.
         """
-        config = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}
+        config = {
+            k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__", "dtype_policy")
+        }
+        if dtype_policy is not None:
+            kwargs["dtype"] = dtype_policy
         super().__init__(**kwargs)
+        if self.dtype_policy.name not in DTYPE_POLICIES:
+            raise ValueError(
+                f"GlowModel supports the dtype policies {DTYPE_POLICIES}. "
+                f"Received: dtype_policy={self.dtype_policy.name!r}"
+            )
+        compute_dtype = None if self.dtype_policy.name == "float32" else self.dtype_policy.compute_dtype
         if num_bins is None:
             if not isinstance(n_bits, int) or not 1 <= n_bits <= 8:
                 raise ValueError(f"`n_bits` must be an integer in [1, 8]. Received: n_bits={n_bits!r}")
@@ -207,7 +233,7 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
             "dequantization",
         )
         architecture = {k: config[k] for k in config if k not in not_architecture}
-        self._glow = Glow(**architecture, dtype=tf.float32, name="glow")
+        self._glow = Glow(**architecture, dtype=tf.float32, compute_dtype=compute_dtype, name="glow")
         self.image_shape = self._glow.image_shape
         self._config = {**config, "image_shape": self.image_shape}
         # Keras 3 does not track bare tf.Variables: wrap each (same variable, not a
@@ -233,7 +259,8 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
             self.class_loss_tracker = keras.metrics.Mean(name="class_loss")
         self.dequantizer = None
         if dequantization == "variational":
-            self.dequantizer = VariationalDequantizer(seed=seed, name="dequantizer")
+            # float32 under any policy: its log q(u | k) is part of the loss.
+            self.dequantizer = VariationalDequantizer(seed=seed, name="dequantizer", dtype="float32")
             self.dequantizer.build((None, *self.image_shape))
         self.quantization = Quantization(self.image_shape, self.num_bins, self.n_bits, self.dequantizer)
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -480,10 +507,14 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
             loss = tf.reduce_mean(bpd)
             if class_bits is not None:
                 loss += self.class_loss_weight * tf.reduce_mean(class_bits)
-            # Gradients are summed over replicas: scale so that they average.
-            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+            # Gradients are summed over replicas: scale so that they average. Under float16 the
+            # optimizer (a LossScaleOptimizer) scales the loss up and unscales the gradients.
+            scaled = self.optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
         gradients = tape.gradient(scaled, self.trainable_variables)
-        finite = self._all_replicas_finite([loss, *gradients])
+        # A loss-scaling optimizer skips a step whose scaled gradients overflow, and lowers the
+        # scale: that is not a failed step. Any optimizer's step is skipped for a non-finite loss.
+        loss_scaling = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        finite = self._all_replicas_finite([loss] if loss_scaling else [loss, *gradients])
         if self.on_nonfinite == "raise":
             check = tf.debugging.Assert(
                 finite,
