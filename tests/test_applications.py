@@ -174,3 +174,23 @@ def test_errors_name_what_was_received(trained, call, error, match):
     model, test = trained
     with pytest.raises(error, match=match):
         call(model, test)
+
+
+@pytest.mark.parametrize(
+    "work, unit",
+    [
+        (lambda m, x: m.score(x, verbose=1), "image"),
+        (lambda m, x: m.bits_per_dim(x, num_samples=2, verbose=1), "pass"),
+        (lambda m, x: m.inpaint(x[:2], np.ones(x[:2].shape, bool), steps=2, verbose=1), "step"),
+        (lambda m, x: m.interpolate(x[0], x[1], steps=3, verbose=1), ""),
+    ],
+)
+def test_long_work_shows_a_keras_progress_bar_unless_verbose_is_0(trained, capsys, work, unit):
+    model, test = trained
+    capsys.readouterr()
+    work(model, test)
+    shown = capsys.readouterr().out
+    assert "━" in shown and unit in shown, shown  # Keras's Progbar
+    verbose_0 = {"verbose": 0}
+    model.score(test, **verbose_0)
+    assert capsys.readouterr().out == ""
