@@ -1,4 +1,5 @@
-"""`tfp-glow train` that stops dead after a given training batch, to be SIGKILLed there.
+"""`tfp-glow train` that stops dead after a given training batch, to be SIGKILLed there (a helper
+that tests/test_resume.py runs; the assertions on what it leaves are there).
 
 Usage: python interrupted_train.py STOP_AFTER MARKER_FILE [tfp-glow train flags...]
 

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_glow import _compat, files, plots, resume
+from tfp_glow._checks import check_int
 
 __all__ = [
     "AtomicCheckpoint",
@@ -73,8 +74,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         super().__init__()
         if not path.endswith(".keras"):
             raise ValueError(f"`path` must end in '.keras'. Received: path={path!r}")
-        if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 1):
-            raise ValueError(f"`keep` must be a positive integer or None. Received: keep={keep!r}")
+        if keep is not None:
+            check_int(keep, "keep", why=" or None")
         self.path = path
         self.monitor = monitor
         self.copy_from = copy_from
@@ -266,8 +267,7 @@ class SampleGrid(keras.callbacks.Callback):
         log_dir: str | None = None,
     ):
         super().__init__()
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise ValueError(f"`every` must be a positive integer. Received: every={every!r}")
+        check_int(every, "every")
         self.directory = directory
         self.num = num
         self.temperature = temperature
