@@ -1,4 +1,5 @@
-"""AtomicCheckpoint (whole-model checkpoints never half-written), CompiledSwapEMAWeights, TimeLimit."""
+"""AtomicCheckpoint (whole-model checkpoints never half-written), CompiledSwapEMAWeights, TimeLimit,
+CosineDecayToTimeLimit."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tfp_glow import files
-from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights, TimeLimit
+from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights, CosineDecayToTimeLimit, TimeLimit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -328,3 +329,57 @@ def test_time_limit_stops_a_keras_fit():
 def test_time_limit_rejects_a_budget_that_is_not_positive(seconds):
     with pytest.raises(ValueError, match=f"seconds={seconds}"):
         TimeLimit(seconds)
+
+
+def _rates(anneal: CosineDecayToTimeLimit, model, clock: _Clock, seconds: list[float]):
+    """Drives `anneal` over batches that take `seconds` each; the rates it set."""
+    anneal.set_model(model)
+    anneal.on_train_begin()
+    rates = []
+    for duration in seconds:
+        anneal.on_train_batch_begin(0)
+        rates.append(float(model.optimizer.learning_rate))
+        model.optimizer.iterations.assign_add(1)
+        clock.now += duration
+        anneal.on_train_batch_end(0)
+    return rates
+
+
+def _compiled_model(learning_rate):
+    model = _model()
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def test_cosine_decay_warms_up_by_step_and_reaches_zero_at_the_time_limit():
+    clock = _Clock()
+    # 10 s of budget, 1 s spent before the fit and 1 s in the first batch, which traces: the
+    # cosine runs over the 8 s that train, the 80 batches of 0.1 s after the first, and the
+    # warm-up over the first 4 steps.
+    anneal = CosineDecayToTimeLimit(1.0, warmup_steps=4, seconds=10.0, start=clock.now - 1.0, clock=clock)
+    rates = _rates(anneal, _compiled_model(1.0), clock, [1.0] + [0.1] * 99)
+    np.testing.assert_allclose(rates[:3], [0.25, 0.5, 0.75])
+    # At half of the trained time, half the rate; at its end and after it, 0.
+    np.testing.assert_allclose(rates[41], 0.5, atol=1e-6)
+    np.testing.assert_allclose(rates[81:], 0.0, atol=1e-6)
+    assert rates[80] > 0
+    assert all(a >= b for a, b in zip(rates[3:], rates[4:]))  # only down after the warm-up
+
+
+def test_cosine_decay_ends_at_decay_steps_when_they_come_before_the_time_limit():
+    clock = _Clock()
+    # A slow budget (1000 s) and 20 steps: the steps end first, at step 20.
+    anneal = CosineDecayToTimeLimit(2.0, warmup_steps=0, seconds=1000.0, decay_steps=20, clock=clock)
+    rates = _rates(anneal, _compiled_model(2.0), clock, [0.1] * 25)
+    np.testing.assert_allclose(rates[10], 1.0, atol=1e-6)
+    np.testing.assert_allclose(rates[20:], 0.0, atol=1e-6)
+
+
+def test_cosine_decay_needs_a_rate_that_is_a_variable():
+    model = _model()
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(1.0, 10, 0.5)))
+    anneal = CosineDecayToTimeLimit(1.0, warmup_steps=0, seconds=5.0)
+    anneal.set_model(model)
+    with pytest.raises(ValueError, match="compile with a float rate, not a schedule. Received: ExponentialDecay"):
+        anneal.on_train_begin()

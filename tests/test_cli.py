@@ -1,10 +1,12 @@
 """End-to-end tests of the `tfp-glow` command line: one command per verb, each with its own flags.
 
-One tiny training run (a real subprocess) is shared by the tests of train, evaluate and sample;
-flag errors and help run in this process through `cli.main`, which is what the console script
-runs.
+One tiny training run (a real subprocess, the console script's path) is shared by the tests of
+train, evaluate and sample; the other verbs, flag errors and help run in this process through
+`cli.main`, which is what the console script runs.
 """
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -31,8 +33,16 @@ TINY = [
 ]
 # Keras under tf.distribute's MirroredStrategy (one replica on this CPU): the strategy path end
 # to end; tests/test_distribute.py checks two replicas. Three epochs, two checkpoints kept, a
-# sample grid every second epoch and after the last.
-RUN = ["--epochs=3", "--keep_checkpoints=2", "--sample_every=2", "--strategy=mirrored", *TINY]
+# sample grid every second epoch and after the last, the best epoch by the validation split.
+RUN = [
+    "--epochs=3",
+    "--keep_checkpoints=2",
+    "--sample_every=2",
+    "--strategy=mirrored",
+    "--train_split=train",
+    "--validation_split=validation",
+    *TINY,
+]
 # 16 digits of 8x8 in a 4x4 grid with 1-px padding: 37 px, written 7x larger (>= 256 px).
 GRID_16_SHAPE = (37 * 7, 37 * 7, 1)
 
@@ -158,19 +168,20 @@ def test_train_callbacks_swap_in_the_averages_before_the_checkpoints(tmp_path):
     assert every_epoch.keep == 2 and not every_epoch.include_optimizer
 
 
-def test_evaluate(trained):
+def test_evaluate(trained, monkeypatch, capsys):
     cwd, _, _ = trained
     metrics = json.loads((cwd / "run" / "metrics.json").read_text())
+    monkeypatch.chdir(cwd)
 
     # train's batch size: the importance samples are drawn per batch.
     flags = ["--verbose=0", "--batch_size=128", "--iw_samples=64"]  # evaluate's default is 0 samples
-    result = _cli(["evaluate", "--model_dir=run", *flags], cwd=cwd)
+    assert cli.main(["tfp-glow", "evaluate", "--model_dir=run", *flags]) == 0
 
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = _last_line(result.stdout)
+    out = capsys.readouterr().out
+    line = _last_line(out)
     assert line.startswith("test bits/dim (one sample, the paper's estimate): ")
     # The same seed and batches as train's final evaluation: the same importance samples.
-    discrete = result.stdout.strip().splitlines()[-2]
+    discrete = out.strip().splitlines()[-2]
     assert discrete == (
         f"test bits/dim (64 importance samples, the discrete likelihood): "
         f"{metrics['test_bits_per_dim_importance_sampled']:.3f}"
@@ -181,16 +192,15 @@ def test_evaluate(trained):
 
 def test_sample_writes_a_deterministic_grid(trained, monkeypatch, capsys):
     cwd, run, _ = trained
-    result = _cli(["sample", "--model_dir=run", "--num=9", "--seed=3"], cwd=cwd)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert _last_line(result.stdout) == os.path.join("run", "samples.png")
+    monkeypatch.chdir(cwd)
+    common = ["tfp-glow", "sample", "--model_dir=run", "--num=9"]
+    assert cli.main([*common, "--seed=3"]) == 0
+    assert capsys.readouterr().out.split() == [os.path.join("run", "samples.png")]
     first = (run / "samples.png").read_bytes()
     # 9 digits: a 3x3 grid of 28 px, written 10x larger.
     assert _decode(run / "samples.png").shape == (280, 280, 1)
 
-    # A second run, in this process: the same seed gives the same file, another seed not.
-    monkeypatch.chdir(cwd)
-    common = ["tfp-glow", "sample", "--model_dir=run", "--num=9"]
+    # Again: the same seed gives the same file, another seed not.
     assert cli.main([*common, "--seed=3", "--out=again/same.png"]) == 0
     assert cli.main([*common, "--seed=4", "--out=again/other.png"]) == 0
     assert capsys.readouterr().out.split() == ["again/same.png", "again/other.png"]
@@ -200,7 +210,8 @@ def test_sample_writes_a_deterministic_grid(trained, monkeypatch, capsys):
 
 @pytest.fixture(scope="module")
 def npz_run(tmp_path_factory):
-    """A run trained on an npz file of digits (17 levels), in its own folder."""
+    """A run trained (in this process) on an npz file of digits (17 levels), in its own folder;
+    and (exit status, stderr) of the same command without a preset."""
     cwd = tmp_path_factory.mktemp("npz_run")
     from tfp_glow import data
 
@@ -211,28 +222,21 @@ def npz_run(tmp_path_factory):
         num_bins=np.int64(17),
     )
     spec = f"npz:{cwd / 'digits.npz'}"
-    refused = _cli(["train", f"--dataset={spec}", "--model_dir=run", "--epochs=1"], cwd=cwd)
-    result = _cli(
-        [
-            "train",
-            f"--dataset={spec}",
-            "--preset=digits",
-            "--model_dir=run",
-            "--epochs=1",
-            "--iw_samples=0",
-            *TINY,
-        ],
-        cwd=cwd,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return cwd, refused
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            refused = cli.main(["tfp-glow", "train", f"--dataset={spec}", "--model_dir=run", "--epochs=1"])
+        flags = ["--preset=digits", "--model_dir=run", "--epochs=1", "--iw_samples=0", *TINY]
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            assert cli.main(["tfp-glow", "train", f"--dataset={spec}", *flags]) == 0
+    return cwd, (refused, stderr.getvalue())
 
 
 def test_a_dataset_without_a_preset_needs_one(npz_run):
-    _, refused = npz_run
-    assert refused.returncode == 2
-    assert "There is no preset for dataset 'npz:" in refused.stderr and "preset='mnist'" in refused.stderr
+    _, (status, stderr) = npz_run
+    assert status == 2
+    assert "There is no preset for dataset 'npz:" in stderr and "preset='mnist'" in stderr
 
 
 def test_every_verb_reads_the_runs_own_dataset(npz_run, monkeypatch, capsys):
@@ -346,14 +350,17 @@ def test_missing_model_exits_1_naming_the_path(tmp_path, monkeypatch, capsys, ve
     assert str(model_dir / "model.keras") in err and "Traceback" not in err
 
 
-def test_training_flags_reach_the_model_and_the_schedule():
-    args = cli._parsers()["train"].parse_args(
-        ["--dequantization=variational", "--dropout=0.25", "--lr_decay=cosine", "--warmup_steps=10"]
-    )
-    config = cli._train_config(args)
+def _compiled(flags, total_steps=500):
+    config = cli._train_config(cli._parsers()["train"].parse_args(flags))
     settings = training.resolve(config)
     model = training._build_model(config, settings)
-    training._compile(model, config, settings, total_steps=500)
+    training._compile(model, config, settings, total_steps=total_steps)
+    return model, settings
+
+
+def test_training_flags_reach_the_model_and_the_schedule():
+    flags = ["--dequantization=variational", "--dropout=0.25", "--lr_decay=cosine", "--warmup_steps=10"]
+    model, settings = _compiled([*flags, "--epochs=5"])  # epochs, no time limit: decay by step
     got = model.get_config()
     assert (got["dequantization"], got["dropout"]) == ("variational", 0.25)
     schedule = keras.saving.deserialize_keras_object(model.optimizer.get_config()["learning_rate"])
@@ -361,6 +368,10 @@ def test_training_flags_reach_the_model_and_the_schedule():
     # No --learning_rate: the preset's, and the cosine reaches 0 at the last step.
     assert schedule.learning_rate == settings.learning_rate == PRESETS["digits"].learning_rate
     assert float(schedule(500)) == 0.0
+    # The preset's time limit: no schedule, a rate that CosineDecayToTimeLimit sets by the clock.
+    model, settings = _compiled(flags)
+    assert settings.time_limit == PRESETS["digits"].time_limit
+    assert model.optimizer.get_config()["learning_rate"] == pytest.approx(settings.learning_rate)  # float32
     assert cli._train_config(cli._parsers()["train"].parse_args([])).model_dir == os.path.join(
         "glow_runs", "digits"
     )

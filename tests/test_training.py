@@ -10,6 +10,7 @@ import sys
 import zipfile
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
@@ -144,3 +145,36 @@ def test_the_python_api_trains_what_the_cli_trains(tmp_path):
     for name, value in api_weights.items():
         np.testing.assert_array_equal(value, cli_weights[name], err_msg=name)
     assert api["history"]["bits_per_dim"][1] < api["history"]["bits_per_dim"][0]
+
+
+def test_cosine_decay_under_a_time_limit_is_set_per_batch_and_ends_at_the_last_step(tmp_path):
+    rates = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            rates.append(float(self.model.optimizer.learning_rate))
+
+    config = TrainConfig(
+        model_dir=str(tmp_path),
+        architecture=TINY,
+        epochs=2,  # 13 batches each: the cosine's last step, 26, comes long before 600 s
+        time_limit=600,
+        lr_decay="cosine",
+        learning_rate=1e-2,
+        warmup_steps=2,
+        batch_size=100,
+        train_split="train",
+        validation_split="",
+        test_split="",
+        iw_samples=0,
+        verbose=0,
+    )
+    result = training.train(config, callbacks=[Record()])
+    assert json.loads(open(result.metrics_path).read())["lr_decay"] == "cosine"
+    assert len(rates) == 26
+    # Warm-up by step, then (CosineDecayToTimeLimit, by the clock or the steps, whichever is
+    # further on) down at every step, to about 0 at the last.
+    np.testing.assert_allclose(rates[:2], [5e-3, 1e-2], rtol=1e-6)
+    assert all(a >= b for a, b in zip(rates[1:], rates[2:]))
+    assert all(a > b for a, b in zip(rates[3:], rates[4:]))
+    assert rates[-1] < 1e-2 * 0.01

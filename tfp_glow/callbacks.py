@@ -5,6 +5,7 @@
 - `SampleGrid`: a grid of samples every few epochs and at the end, as PNG and in TensorBoard.
 - `NonFiniteLimit`: stops a run once too many steps had a non-finite loss (GlowModel skips them).
 - `TimeLimit`: stops at the end of the last epoch that ends within a time budget.
+- `CosineDecayToTimeLimit`: a learning rate that anneals to 0 at the end of a time budget.
 - `CompiledSwapEMAWeights`: Keras's `SwapEMAWeights`, each swap one compiled call.
 - `ResumeCheckpoint`: the training state a crashed run resumes from (`tfp_glow.resume`).
 """
@@ -27,6 +28,7 @@ from tfp_glow._checks import check_int
 __all__ = [
     "AtomicCheckpoint",
     "CompiledSwapEMAWeights",
+    "CosineDecayToTimeLimit",
     "NonFiniteLimit",
     "ResumeCheckpoint",
     "SampleGrid",
@@ -180,6 +182,83 @@ class TimeLimit(keras.callbacks.Callback):
         if now - self._fit_start + max(recent) > self.seconds:
             self.model.stop_training = True
             self.stopped_epoch = epoch
+
+
+class CosineDecayToTimeLimit(keras.callbacks.Callback):
+    """Sets the learning rate before each batch: linear warm-up, then a cosine that reaches 0
+    at the end of a time budget (or at `decay_steps`, if that comes first).
+
+        lr = learning_rate * min((t + 1) / warmup_steps, (1 + cos(pi * p)) / 2)
+        p  = min(1, max((t - warmup_steps) / (decay_steps - warmup_steps),
+                        (now - t0) / (start + seconds - t0)))
+
+    with t the optimizer's step and t0 the clock at the end of the first batch (which traces
+    the step: the cosine runs over the time that trains). A run that a `TimeLimit` ends
+    thus trains its last epochs at a rate near 0, as a step-based cosine does at its last
+    step, whatever the machine's speed. The optimizer's `learning_rate` must be a variable,
+    not a schedule (`default_optimizer(..., variable_rate=True)`).
+
+    Args:
+      learning_rate: the rate after the warm-up, > 0.
+      warmup_steps: steps of the linear warm-up, >= 0.
+      seconds: the budget, > 0.
+      start: `clock()` reading the budget counts from. Default `None`: the start of each `fit`.
+      decay_steps: optional step at which the rate reaches 0 regardless of the clock.
+      clock: seconds as a float. Default `time.perf_counter`.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float,
+        warmup_steps: int,
+        seconds: float,
+        start: float | None = None,
+        decay_steps: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        super().__init__()
+        if not learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be > 0. Received: learning_rate={learning_rate!r}")
+        if not seconds > 0:
+            raise ValueError(f"`seconds` must be > 0. Received: seconds={seconds!r}")
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = check_int(warmup_steps, "warmup_steps", minimum=0)
+        self.seconds = float(seconds)
+        self.start = start
+        self.decay_steps = decay_steps
+        self.clock = clock
+        self._first_batch_end = None  # kept across fits: a resumed epoch's fit goes on with the cosine
+
+    def on_train_begin(self, logs=None):
+        optimizer = self.model.optimizer
+        try:
+            optimizer.learning_rate = float(optimizer.learning_rate)  # a schedule is not settable
+        except TypeError:
+            schedule = keras.saving.serialize_keras_object(optimizer)["config"]["learning_rate"]
+            raise ValueError(
+                "CosineDecayToTimeLimit sets the learning rate itself: compile with a float rate, "
+                f"not a schedule. Received: {schedule.get('class_name', schedule)}"
+            ) from None
+        self._deadline = (self.clock() if self.start is None else self.start) + self.seconds
+
+    def rate(self, step: int, now: float) -> float:
+        """The learning rate at optimizer step `step` and clock reading `now`."""
+        warmup = min(1.0, (step + 1) / max(self.warmup_steps, 1))
+        progress = 0.0
+        if self._first_batch_end is not None:
+            progress = (now - self._first_batch_end) / max(self._deadline - self._first_batch_end, 1e-9)
+        if self.decay_steps is not None:
+            progress = max(progress, (step - self.warmup_steps) / (self.decay_steps - self.warmup_steps))
+        progress = min(1.0, max(0.0, progress))
+        return self.learning_rate * min(warmup, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        optimizer.learning_rate = self.rate(int(optimizer.iterations.numpy()), self.clock())
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._first_batch_end is None:
+            self._first_batch_end = self.clock()
 
 
 class CompiledSwapEMAWeights(_compat.SwapEMAWeightsHook):

@@ -228,7 +228,10 @@ def _train_flags(parser) -> None:
     )
     parser.add_argument("--warmup_steps", type=_non_negative_int, default=200, help="linear warm-up steps")
     parser.add_argument(
-        "--lr_decay", choices=["constant", "cosine"], default="constant", help="after the warm-up"
+        "--lr_decay",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="after the warm-up; cosine reaches 0 at the end of the time limit or of the epochs",
     )
     parser.add_argument("--clipnorm", type=_number(0, strict_lower=True), help="global gradient-norm clip")
     parser.add_argument("--optimizer", choices=["adam", "adamax"], default="adam")
@@ -299,7 +302,7 @@ def _train_flags(parser) -> None:
     )
     _boolean(parser, "deterministic", "TensorFlow's op determinism (not with --jit_compile)")
     parser.add_argument("--seed", type=_non_negative_int, default=0)
-    parser.add_argument("--train_split", default="train")
+    parser.add_argument("--train_split", help="the split to train on (default: the preset's for its dataset)")
     parser.add_argument(
         "--validation_split",
         default=None,

@@ -47,6 +47,7 @@ from tfp_glow.bijectors.stacked_flow_steps import check_memory_efficient
 from tfp_glow.callbacks import (
     AtomicCheckpoint,
     CompiledSwapEMAWeights,
+    CosineDecayToTimeLimit,
     NonFiniteLimit,
     ResumeCheckpoint,
     SampleGrid,
@@ -104,7 +105,9 @@ class TrainConfig:
       batch_size: images per training and evaluation batch (the global batch under a strategy).
       learning_rate: the rate after the linear warm-up; `None`: the preset's.
       warmup_steps: steps of the linear warm-up.
-      lr_decay: 'constant' (the paper's) or 'cosine' (to 0 at the end of `epochs`).
+      lr_decay: 'constant' (the paper's) or 'cosine' (to 0 at the end of training: the last
+        of `epochs`, or with a time limit the end of the limit, by the clock, whichever comes
+        first).
       clipnorm: optional global gradient-norm clip.
       optimizer: 'adam' or 'adamax'.
       ema_momentum: decay of the weights' moving average used for validation, checkpoints,
@@ -130,9 +133,9 @@ class TrainConfig:
       deterministic: TensorFlow's op determinism (the same weights for the same seed,
         interrupted or not; not with `jit_compile`).
       seed: seed of the initial weights, the data order and the samples.
-      train_split, validation_split, test_split: splits to train on, to pick the best epoch by
-        (`None`: the preset's for its own dataset, else none; '' for none), and of the final
-        test figures ('' to skip).
+      train_split: the split to train on; `None`: the preset's for its own dataset, else 'train'.
+      validation_split, test_split: splits to pick the best epoch by (`None`: the preset's for
+        its own dataset, else none; '' for none), and of the final test figures ('' to skip).
       iw_samples: importance samples of the final discrete bits/dim (0: skipped); `None`: the
         preset's.
       data_dir: TensorFlow Datasets data directory.
@@ -167,7 +170,7 @@ class TrainConfig:
     temperature: float = 0.7
     deterministic: bool = False
     seed: int = 0
-    train_split: str = "train"
+    train_split: str | None = None
     validation_split: str | None = None
     test_split: str = "test"
     iw_samples: int | None = None
@@ -235,6 +238,7 @@ class _Settings:
     ema_momentum: float
     iw_samples: int
     intra_op_threads: int | None
+    train_split: str
     validation_split: str
     sample_every: int
 
@@ -258,11 +262,12 @@ def resolve(config: TrainConfig) -> _Settings:
     else:
         time_limit = preset.time_limit if config.epochs is None and preset.time_limit else 0.0
     ema_momentum = preset.ema_momentum if config.ema_momentum is None else config.ema_momentum
+    same_data = preset_for_dataset(config.dataset) is preset
     if config.validation_split is not None:
         validation_split = config.validation_split
     else:
-        same_data = preset_for_dataset(config.dataset) is preset
         validation_split = (preset.validation_split or "") if same_data else ""
+    train_split = config.train_split or (preset.train_split if same_data else "train")
     threads = config.intra_op_threads
     if threads is None and not os.environ.get("TF_NUM_INTRAOP_THREADS"):
         threads = preset.intra_op_threads
@@ -274,6 +279,7 @@ def resolve(config: TrainConfig) -> _Settings:
         ema_momentum=ema_momentum or 0.0,
         iw_samples=preset.iw_samples if config.iw_samples is None else config.iw_samples,
         intra_op_threads=threads,
+        train_split=train_split,
         validation_split=validation_split,
         sample_every=config.sample_every or max(1, epochs // SAMPLE_GRIDS),
     )
@@ -323,6 +329,7 @@ def train(
 @dataclasses.dataclass(frozen=True)
 class _Datasets:
     train: Callable[[int], tf.data.Dataset]  # epoch -> the training batches from that epoch on
+    train_split: str
     steps_per_epoch: int
     validation: tf.data.Dataset | None
     test: tf.data.Dataset | None
@@ -411,9 +418,10 @@ def _datasets(config: TrainConfig, settings: _Settings, model: GlowModel) -> _Da
             **kwargs,
         )
 
-    one_epoch = load(config.train_split, "train_split", shuffle=True)
+    one_epoch = load(settings.train_split, "train_split", shuffle=True)
     return _Datasets(
-        train=lambda epoch: load(config.train_split, "train_split", shuffle=True, start_epoch=epoch),
+        train=lambda epoch: load(settings.train_split, "train_split", shuffle=True, start_epoch=epoch),
+        train_split=settings.train_split,
         steps_per_epoch=data.num_batches(one_epoch),
         validation=load(settings.validation_split, "validation_split") if settings.validation_split else None,
         test=load(config.test_split, "test_split") if config.test_split else None,
@@ -423,13 +431,13 @@ def _datasets(config: TrainConfig, settings: _Settings, model: GlowModel) -> _Da
 def _compile(model: GlowModel, config: TrainConfig, settings: _Settings, total_steps: int) -> None:
     decay_steps = None
     if config.lr_decay == "cosine":
-        if total_steps <= config.warmup_steps:
+        if total_steps <= config.warmup_steps and not settings.time_limit:
             raise UsageError(
                 f"lr_decay='cosine' needs more training steps ({settings.epochs} epochs of "
                 f"{total_steps // settings.epochs} batches = {total_steps}) than "
                 f"warmup_steps={config.warmup_steps}"
             )
-        decay_steps = total_steps
+        decay_steps = total_steps if total_steps > config.warmup_steps else None
     model.compile(
         optimizer=default_optimizer(
             settings.learning_rate,
@@ -438,16 +446,22 @@ def _compile(model: GlowModel, config: TrainConfig, settings: _Settings, total_s
             name=config.optimizer,
             ema_momentum=settings.ema_momentum or None,
             decay_steps=decay_steps,
+            # With a time limit, a callback sets the rate by the clock (`_fit`).
+            variable_rate=_anneals_by_time(config, settings),
         ),
         jit_compile=config.jit_compile,
     )
+
+
+def _anneals_by_time(config: TrainConfig, settings: _Settings) -> bool:
+    return config.lr_decay == "cosine" and bool(settings.time_limit)
 
 
 def _run_identity(config: TrainConfig, datasets: _Datasets) -> dict:
     """What a resume state must share with this run for its data position to mean the same."""
     return {
         "dataset": config.dataset,
-        "train_split": config.train_split,
+        "train_split": datasets.train_split,
         "batch_size": config.batch_size,
         "seed": config.seed,
         "steps_per_epoch": datasets.steps_per_epoch,
@@ -523,6 +537,18 @@ def _fit(model, config: TrainConfig, settings: _Settings, datasets, model_dir, s
             print(f"{model_dir} has trained {epoch} epochs already (epochs={epochs})", file=sys.stderr)
     # Last, so that the epoch times it measures hold every other callback's work.
     limit = [TimeLimit(time_limit, start=start)] if time_limit else []
+    anneal = []
+    if _anneals_by_time(config, settings):
+        total = epochs * spe
+        anneal.append(
+            CosineDecayToTimeLimit(
+                settings.learning_rate,
+                config.warmup_steps,
+                time_limit,
+                start=start,
+                decay_steps=total if total > config.warmup_steps else None,
+            )
+        )
     stopped = False
     for i, (first, last, steps) in enumerate(fits):
         if i:
@@ -538,6 +564,7 @@ def _fit(model, config: TrainConfig, settings: _Settings, datasets, model_dir, s
             steps_per_epoch=steps,
             callbacks=[
                 *_callbacks(model_dir, config, settings, datasets.validation is not None, checkpoint.history),
+                *anneal,
                 checkpoint,
                 *limit,
                 *extra_callbacks,
@@ -652,6 +679,7 @@ def _finish(config, settings, model_dir, datasets, history, epoch_seconds, stopp
         "test_bits_per_dim_importance_sampled": discrete,
         "iw_samples": settings.iw_samples if discrete is not None else None,
         "learning_rate": settings.learning_rate,
+        "lr_decay": config.lr_decay,
         "ema_momentum": settings.ema_momentum,
         "time_limit": settings.time_limit or None,
         "wall_seconds": wall,

@@ -59,6 +59,7 @@ def default_optimizer(
     name: str = "adam",
     ema_momentum: float | None = None,
     decay_steps: int | None = None,
+    variable_rate: bool = False,
 ) -> keras.optimizers.Optimizer:
     """Adam (or Adamax, `name='adamax'`) with the paper's lr 1e-3 and linear warm-up.
 
@@ -73,6 +74,9 @@ def default_optimizer(
         `keras.callbacks.SwapEMAWeights` evaluates with them during training.
       decay_steps: optional step at which a cosine decay after the warm-up reaches
         0 (see `LinearWarmup`); default `None`, the paper's constant rate.
+      variable_rate: `True` for no schedule: the rate is a variable that a callback sets
+        before each step (`tfp_glow.callbacks.CosineDecayToTimeLimit`, which warms up and
+        decays by itself); `warmup_steps` and `decay_steps` are then the callback's.
     """
     optimizers = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
     if name not in optimizers:
@@ -80,6 +84,5 @@ def default_optimizer(
     ema = {} if ema_momentum is None else dict(use_ema=True, ema_momentum=ema_momentum)
     if ema_momentum is not None and not 0.0 <= ema_momentum < 1.0:
         raise ValueError(f"`ema_momentum` must be in [0, 1). Received: ema_momentum={ema_momentum!r}")
-    return optimizers[name](
-        learning_rate=LinearWarmup(learning_rate, warmup_steps, decay_steps), global_clipnorm=clipnorm, **ema
-    )
+    rate = float(learning_rate) if variable_rate else LinearWarmup(learning_rate, warmup_steps, decay_steps)
+    return optimizers[name](learning_rate=rate, global_clipnorm=clipnorm, **ema)
