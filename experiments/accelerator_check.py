@@ -67,6 +67,8 @@ def _device_name() -> str:
 def _memory(device: str) -> tuple[callable, callable]:
     """(reset, peak in MiB or None) of the device's allocator, where TensorFlow reports it."""
     name = device.split("device:")[-1].lstrip("/")
+    if not name.upper().startswith("GPU"):
+        return (lambda: None), (lambda: None)  # the CPU's allocator reports a peak of 0
     try:
         tf.config.experimental.reset_memory_stats(name)
     except (ValueError, tf.errors.OpError):
