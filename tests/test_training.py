@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -175,6 +176,6 @@ def test_cosine_decay_under_a_time_limit_is_set_per_batch_and_ends_at_the_last_s
     # Warm-up by step, then (CosineDecayToTimeLimit, by the clock or the steps, whichever is
     # further on) down at every step, to about 0 at the last.
     np.testing.assert_allclose(rates[:2], [5e-3, 1e-2], rtol=1e-6)
-    assert all(a >= b for a, b in zip(rates[1:], rates[2:]))
-    assert all(a > b for a, b in zip(rates[3:], rates[4:]))
+    assert all(a >= b for a, b in itertools.pairwise(rates[1:]))
+    assert all(a > b for a, b in itertools.pairwise(rates[3:]))
     assert rates[-1] < 1e-2 * 0.01

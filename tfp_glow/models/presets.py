@@ -60,12 +60,12 @@ PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in [
         # scikit-learn's 8x8 digits, 17 grey levels: small enough to train in minutes on a CPU. With
-        # 1,500 images to train on overfitting is the enemy: dropout, a learned dequantization and a long
-        # weight average, and the validation images trained on too (a held-out 200 gain more as data
-        # than as a judge of the best epoch: experiments/RESULTS.md). Trained for as many of 300 epochs as fit in 255 s, so that the whole default
-        # run (imports and final evaluation included) takes at most 5 minutes on 2 CPU cores; its ops
-        # are too small to split over two threads, and running independent ops side by side instead is
-        # faster (experiments/RESULTS.md).
+        # 1,500 images to train on overfitting is the enemy: dropout, a learned dequantization, a long
+        # weight average, and the validation images trained on too (200 more images gain more than
+        # a judge of the best epoch does). Trained for as many of 300 epochs as fit in 255 s, so that
+        # the whole default run (imports and final evaluation included) takes at most 5 minutes on 2
+        # CPU cores; its ops are too small to split over two threads, and running independent ops side
+        # by side instead is faster (experiments/RESULTS.md for both).
         Preset(
             "digits",
             _architecture(
