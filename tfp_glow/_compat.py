@@ -119,17 +119,25 @@ class SwapEMAWeightsHook(keras.callbacks.SwapEMAWeights):
 
 
 class BuildsWithoutData:
-    """A `keras.Model` mixin: before the first step, Keras's TF trainer builds the optimizer and
-    metrics from the first batch of the training iterator (the private `_maybe_symbolic_build`),
-    which is then never trained on and, under a strategy, is all-reduced first, which
-    MultiWorkerMirroredStrategy's collectives refuse for uint8 images (keras-team/keras#20585). A
-    model whose weights exist from construction builds from `symbolic_build_batch()` instead."""
+    """A `keras.Model` mixin for a model whose weights exist from construction.
+
+    Under a strategy, before the first step, Keras's TF trainer builds the optimizer and metrics
+    from the first batch of the training iterator (the private `_maybe_symbolic_build`), which is
+    then never trained on and is all-reduced first, which MultiWorkerMirroredStrategy's
+    collectives refuse for uint8 images (keras-team/keras#20585): such a model builds from
+    `symbolic_build_batch()` instead. Without a strategy Keras leaves the optimizer to be built
+    inside the first trace of the train step, and `tf.function` then traces the step a second
+    time (a trace that creates variables cannot be the one it runs): such a model builds its
+    optimizer before that trace, and the step is traced once."""
 
     def symbolic_build_batch(self):
         raise NotImplementedError
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         if private(self, "_distribute_strategy", "Keras") is None:
+            optimizer = getattr(self, "optimizer", None)
+            if optimizer is not None and not optimizer.built:
+                optimizer.build(self.trainable_variables)
             return
         with self.distribute_strategy.scope():
             private(self, "_symbolic_build", "Keras")(data_batch=self.symbolic_build_batch())
