@@ -428,16 +428,23 @@ def _datasets(config: TrainConfig, settings: _Settings, model: GlowModel) -> _Da
     )
 
 
+def _decay_steps(config: TrainConfig, settings: _Settings, total_steps: int) -> int | None:
+    """The step at which lr_decay='cosine' reaches 0: the run's last (`total_steps`), or `None`
+    for a constant rate, or when a time limit alone ends the decay (too few steps to decay by)."""
+    if config.lr_decay != "cosine":
+        return None
+    if total_steps > config.warmup_steps:
+        return total_steps
+    if settings.time_limit:
+        return None
+    raise UsageError(
+        f"lr_decay='cosine' needs more training steps ({settings.epochs} epochs of "
+        f"{total_steps // settings.epochs} batches = {total_steps}) than "
+        f"warmup_steps={config.warmup_steps}"
+    )
+
+
 def _compile(model: GlowModel, config: TrainConfig, settings: _Settings, total_steps: int) -> None:
-    decay_steps = None
-    if config.lr_decay == "cosine":
-        if total_steps <= config.warmup_steps and not settings.time_limit:
-            raise UsageError(
-                f"lr_decay='cosine' needs more training steps ({settings.epochs} epochs of "
-                f"{total_steps // settings.epochs} batches = {total_steps}) than "
-                f"warmup_steps={config.warmup_steps}"
-            )
-        decay_steps = total_steps if total_steps > config.warmup_steps else None
     model.compile(
         optimizer=default_optimizer(
             settings.learning_rate,
@@ -445,7 +452,7 @@ def _compile(model: GlowModel, config: TrainConfig, settings: _Settings, total_s
             config.clipnorm,
             name=config.optimizer,
             ema_momentum=settings.ema_momentum or None,
-            decay_steps=decay_steps,
+            decay_steps=_decay_steps(config, settings, total_steps),
             # With a time limit, a callback sets the rate by the clock (`_fit`).
             variable_rate=_anneals_by_time(config, settings),
         ),
@@ -539,14 +546,10 @@ def _fit(model, config: TrainConfig, settings: _Settings, datasets, model_dir, s
     limit = [TimeLimit(time_limit, start=start)] if time_limit else []
     anneal = []
     if _anneals_by_time(config, settings):
-        total = epochs * spe
+        decay_steps = _decay_steps(config, settings, epochs * spe)
         anneal.append(
             CosineDecayToTimeLimit(
-                settings.learning_rate,
-                config.warmup_steps,
-                time_limit,
-                start=start,
-                decay_steps=total if total > config.warmup_steps else None,
+                settings.learning_rate, config.warmup_steps, time_limit, start=start, decay_steps=decay_steps
             )
         )
     stopped = False
