@@ -12,6 +12,9 @@ in ms, for:
            kernel as [k*k*C, O]
   col2im   one matmul to k*k*O channels, then the sum of k*k shifted slices
   matmul   (1x1 kernels) a plain matmul of [N*H*W, C] by [C, O]
+  padded   (layers with fewer than 16 input or output channels) `tf.nn.conv2d` with the thin side
+           zero-padded to 16 channels and the output sliced back: whether oneDNN runs a wider
+           layer faster than the thin one
 
 and checks that every form computes the same convolution.
 """
@@ -74,6 +77,19 @@ def col2im(x, k):
     return tf.add_n(pieces)
 
 
+PAD_TO = 16
+
+
+def padded(x, k):
+    c, o = k.shape[2], k.shape[3]
+    if c < PAD_TO:
+        x = tf.pad(x, [[0, 0], [0, 0], [0, 0], [0, PAD_TO - c]])
+        k = tf.pad(k, [[0, 0], [0, 0], [0, PAD_TO - c], [0, 0]])
+    if o < PAD_TO:
+        k = tf.pad(k, [[0, 0], [0, 0], [0, 0], [0, PAD_TO - o]])
+    return tf.nn.conv2d(x, k, 1, "SAME")[..., :o]
+
+
 def milliseconds(fn, x, k, calls=30):
     @tf.function
     def step(x, k):
@@ -98,8 +114,8 @@ def main() -> None:
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     print(f"threads per op: {threads or 'default'}; ms forward + backward, median of 30")
-    print("| layer | input | kernel | conv2d | im2col | col2im | matmul |")
-    print("|---|---|---|---|---|---|---|")
+    print("| layer | input | kernel | conv2d | im2col | col2im | matmul | padded |")
+    print("|---|---|---|---|---|---|---|---|")
     tf.random.set_seed(0)
     for name, x_shape, k_shape in SHAPES:
         x = tf.random.normal(x_shape)
@@ -107,13 +123,15 @@ def main() -> None:
         reference = conv2d(x, k)
         forms = {"conv2d": conv2d}
         forms.update({"matmul": matmul} if k_shape[0] == 1 else {"im2col": im2col, "col2im": col2im})
+        if min(k_shape[2:]) < PAD_TO:
+            forms["padded"] = padded
         cells = {}
         for form, fn in forms.items():
             error = float(tf.reduce_max(tf.abs(fn(x, k) - reference)))
             if error > 1e-3:
                 raise AssertionError(f"{form} differs from conv2d by {error} at {name}")
             cells[form] = f"{milliseconds(fn, x, k):.2f}"
-        row = [cells.get(f, "") for f in ("conv2d", "im2col", "col2im", "matmul")]
+        row = [cells.get(f, "") for f in ("conv2d", "im2col", "col2im", "matmul", "padded")]
         print(f"| {name} | {x_shape} | {k_shape} | " + " | ".join(row) + " |", flush=True)
 
 
