@@ -90,6 +90,17 @@ def test_digits_batches_have_static_shape():
     assert sum(1 for _ in dropped) == 1300 // 64
 
 
+@pytest.mark.parametrize("spec, repeat", [("digits", False), ("digits", True), ("tfds:mnist", False)])
+def test_pipelines_run_without_tf_data_autotuning(spec, repeat):
+    # An autotuned iterator runs a model thread, which on a busy machine held the iterator's
+    # destruction for seconds; the pipelines have fixed parallelism instead.
+    with tfds.testing.mock_data(num_examples=10):
+        ds = data.load(spec, "train", batch_size=4, repeat=repeat)
+        assert ds.options().autotune.enabled is False
+        assert ds.take(2).options().autotune.enabled is False  # what a user adds keeps it
+        assert [len(batch) for batch in ds.take(2)] == [4, 4]
+
+
 def test_digits_loads_are_deterministic():
     first = _collect(data.load("digits", "train", batch_size=100, seed=3))
     second = _collect(data.load("digits", "train", batch_size=100, seed=3))

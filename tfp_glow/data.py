@@ -56,6 +56,12 @@ _FOLDER_SPLITS = ("train", "validation", "test")
 # Shuffle buffer for sources that are not held in memory (TFDS); in-memory sources shuffle fully.
 _STREAM_SHUFFLE_BUFFER = 10_000
 _NO_LABEL = -1
+# Fixed parallelism instead of tf.data's autotuning: an autotuned iterator runs a model thread
+# that, with other processes busy on the machine, held the iterator's destruction (at a garbage
+# collection, in the middle of other work) for 10-15 s at a time. Decoding uses every core the
+# process may run on; the prefetch keeps two batches ahead of the training step.
+_PARALLEL_CALLS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+_PREFETCH_BATCHES = 2
 
 # Deterministic split of scikit-learn's digits: permute with RandomState(0), then these ranges.
 _DIGITS_SPLITS = {
@@ -203,7 +209,7 @@ def load(
         return image
 
     def batched(examples):
-        examples = examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        examples = examples.map(prepare, num_parallel_calls=_PARALLEL_CALLS)
         return examples.batch(batch_size, drop_remainder=drop_remainder)
 
     if repeat and shuffle and source.shuffle_buffer is None:
@@ -230,7 +236,9 @@ def load(
             # A new order each time the dataset is iterated (each epoch of a Keras `fit`).
             ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
         ds = batched(ds)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(_PREFETCH_BATCHES).with_options(options)
 
 
 def num_batches(dataset: tf.data.Dataset) -> int:
@@ -419,7 +427,7 @@ def _tfds_source(name: str, image_shape: tuple[int, int, int] | None, data_dir: 
                 return example["image"], tf.constant(_NO_LABEL, tf.int32)
             return example["image"], tf.cast(example["label"], tf.int32)
 
-        return ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(to_pair, num_parallel_calls=_PARALLEL_CALLS)
 
     return _Source(
         info=DatasetInfo(tuple(image_shape), 256, num_examples, num_classes),
