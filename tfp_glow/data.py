@@ -173,7 +173,9 @@ def load(
         subset is the same in every epoch). Default value: `None` (all).
 
     Returns:
-      A `tf.data.Dataset` whose image shape is static except for the batch dimension.
+      A `tf.data.Dataset` whose image shape is static except for the batch dimension. It runs
+      with fixed parallelism and tf.data's autotuning off (`options().autotune.enabled` is
+      False); `ds.with_options(...)` sets other options.
 
     Raises:
       ValueError: If an argument is invalid, the split is unknown, the source's arrays are not
