@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -54,6 +56,19 @@ def test_fit_traces_the_training_step_once(trained):
     # traced again (tf.function), doubling the first epoch's tracing time.
     assert trained["traces"] == 1
     assert trained["model"].optimizer.iterations.numpy() == 12  # 3 epochs of 4 batches, all traced once
+
+
+def test_fit_on_a_dataset_warns_of_shuffle_only_when_shuffle_is_asked_for(digits):
+    train, _ = digits
+    model = tfp_glow.GlowModel.from_preset("digits", **TINY)
+    model.compile(optimizer=tfp_glow.default_optimizer(3e-3, warmup_steps=2))
+    batches = tf.data.Dataset.from_tensor_slices(train[:64]).batch(32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(batches, epochs=1, verbose=0)
+    assert not [w for w in caught if "shuffle" in str(w.message)]
+    with pytest.warns(UserWarning, match="shuffle=True"):  # an explicit request still reaches Keras
+        model.fit(batches, epochs=1, verbose=0, shuffle=True)
 
 
 def test_every_flow_variable_is_tracked_by_keras_once():

@@ -421,10 +421,18 @@ class GlowModel(_compat.BuildsWithoutData, keras.Model):
         self.initialize(images)
 
     def fit(self, x=None, *args, **kwargs):
-        """`keras.Model.fit`, initializing the ActNorms from `x` first if needed."""
+        """`keras.Model.fit`, initializing the ActNorms from `x` first if needed.
+
+        A `tf.data.Dataset` is taken in its own order (it shuffles itself, as
+        `tfp_glow.data.load` does): `shuffle` defaults to False for it, which is what Keras
+        does with a dataset anyway, without its warning that `shuffle=True` is ignored.
+        """
         if x is not None:
             self._check_data_labels(x, args[0] if args else kwargs.get("y"))
             self._initialize_from(x)
+        # `shuffle` is fit's 9th parameter: the 8th after x.
+        if isinstance(x, tf.data.Dataset) and len(args) < 8:
+            kwargs.setdefault("shuffle", False)
         return super().fit(x, *args, **kwargs)
 
     def _check_data_labels(self, x, y) -> None:
