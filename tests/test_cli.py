@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 from tfp_glow import cli, resume, training
-from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights, SampleGrid
+from tfp_glow.callbacks import AtomicCheckpoint, CompiledSwapEMAWeights, NonFiniteLimit, SampleGrid
 from tfp_glow.models import PRESETS
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -166,6 +166,9 @@ def test_train_callbacks_swap_in_the_averages_before_the_checkpoints(tmp_path):
     assert best.copy_from is every_epoch and every_epoch.copy_from is None
     assert (best.monitor, best.best) == ("val_bits_per_dim", 2.5)  # resumed: the best so far
     assert every_epoch.keep == 2 and not every_epoch.include_optimizer
+    # A skipped non-finite step logs a loss of 0, so TerminateOnNaN could never fire: the
+    # non-finite steps are counted and limited instead.
+    assert keras.callbacks.TerminateOnNaN not in kinds and kinds[0] is NonFiniteLimit
 
 
 def test_evaluate(trained, monkeypatch, capsys):

@@ -68,6 +68,27 @@ def test_a_text_file_is_synced_before_its_rename_and_its_folder_after(tmp_path, 
     _check_commits(calls, [os.path.realpath(path)])
 
 
+def test_new_folders_are_synced_into_their_parents_before_a_commit_in_them(tmp_path, calls):
+    path = tmp_path / "run" / "checkpoints" / "metrics.json"
+    files.write_text(str(path), "{}")
+    (i, _), *_ = _check_commits(calls, [os.path.realpath(path)])
+    synced = [c[1] for c in calls[:i] if c[0] == "fsync"]
+    holds_run, holds_checkpoints = os.path.realpath(tmp_path), os.path.realpath(tmp_path / "run")
+    # The entry of run/ (in tmp_path), then of checkpoints/ (in run/), before the file is renamed.
+    assert holds_run in synced and holds_checkpoints in synced
+    assert synced.index(holds_run) < synced.index(holds_checkpoints)
+
+
+def test_make_directories_keeps_existing_folders_and_refuses_a_file(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "kept.txt").write_text("x")
+    files.make_directories(str(tmp_path / "a"))
+    assert (tmp_path / "a" / "kept.txt").read_text() == "x"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError):
+        files.make_directories(str(tmp_path / "file"))
+
+
 def test_a_resume_commit_makes_its_weights_durable_before_the_state_names_them(tmp_path, calls):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse")

@@ -332,6 +332,8 @@ def test_the_limits_are_options_recorded_in_the_saved_model(exported, tmp_path):
         _sample_request(served, 6)
     with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape("Received: batch=4")):
         served.signatures["serving_default"](images=tf.zeros([4, 8, 8, 1], tf.uint8))
+    # A sample request is bounded by max_num_samples alone, above max_batch_size too.
+    assert _sample_request(served, 5)["images"].shape == (5, 8, 8, 1)
     with pytest.raises(ValueError, match="Received: max_num_samples=0"):
         export_saved_model(exported["model"], str(tmp_path), max_num_samples=0)
 
@@ -344,11 +346,18 @@ def test_decode_refuses_non_finite_latents(loaded, value):
         loaded.signatures["decode"](latents=tf.constant(latents))
 
 
-def test_a_class_conditional_model_exports_with_labels(tmp_path):
+@pytest.fixture(scope="module")
+def conditional(tmp_path_factory):
+    """A tiny class-conditional model, its export loaded, and 32 digits with labels."""
     images = data.load_numpy("digits", "train")[:32]
     labels = np.arange(32, dtype=np.int32) % 10
     model = _perturbed_model(images, num_classes=10)
-    served = tf.saved_model.load(export_saved_model(model, str(tmp_path)))
+    served = tf.saved_model.load(export_saved_model(model, str(tmp_path_factory.mktemp("conditional"))))
+    return dict(model=model, served=served, images=images, labels=labels)
+
+
+def test_a_class_conditional_model_exports_with_labels(conditional):
+    model, served, images, labels = (conditional[k] for k in ("model", "served", "images", "labels"))
     out = served.signatures["serving_default"](images=tf.constant(images), labels=tf.constant(labels))
     np.testing.assert_allclose(
         out["log_prob"].numpy(), model.log_prob(images, labels=labels).numpy(), rtol=1e-5
@@ -356,13 +365,34 @@ def test_a_class_conditional_model_exports_with_labels(tmp_path):
     np.testing.assert_allclose(out["score"].numpy(), model.score(images, labels=labels).numpy(), rtol=1e-5)
     latents = served.signatures["encode"](images=tf.constant(images), labels=tf.constant(labels))["latents"]
     np.testing.assert_allclose(latents.numpy(), model.encode(images, labels=labels).numpy(), atol=1e-5)
+    moved = latents + 0.3  # latents that are no image's encoding
+    decoded = served.signatures["decode"](latents=moved, labels=tf.constant(labels))["images"]
+    np.testing.assert_array_equal(decoded.numpy(), model.decode(moved, labels=labels).numpy())
     decoded = served.signatures["decode"](latents=latents, labels=tf.constant(labels))["images"]
     np.testing.assert_array_equal(decoded.numpy(), images)
     sevens = _sample_request(served, 4, labels=tf.constant(7))["images"].numpy()
     np.testing.assert_array_equal(sevens, model.sample(4, 0.7, 0, labels=7).numpy())
     assert not np.array_equal(sevens, _sample_request(served, 4, labels=tf.constant(3))["images"].numpy())
-    with pytest.raises(tf.errors.InvalidArgumentError, match="10"):
-        served.signatures["serving_default"](images=tf.constant(images[:2]), labels=tf.constant([0, 10]))
+
+
+def test_a_class_conditional_export_refuses_bad_labels_in_every_signature(conditional):
+    served, images = conditional["served"], tf.constant(conditional["images"][:2])
+    latents = tf.zeros([2, 64])
+    requests = {
+        "serving_default": lambda labels: served.signatures["serving_default"](images=images, labels=labels),
+        "encode": lambda labels: served.signatures["encode"](images=images, labels=labels),
+        "decode": lambda labels: served.signatures["decode"](latents=latents, labels=labels),
+    }
+    for request in requests.values():
+        with pytest.raises(tf.errors.InvalidArgumentError, match="num_classes = 10"):
+            request(tf.constant([0, 10]))
+        with pytest.raises(tf.errors.InvalidArgumentError, match=">= 0"):
+            request(tf.constant([-1, 0]))
+        with pytest.raises(tf.errors.InvalidArgumentError, match="one label per image"):
+            request(tf.constant([0, 1, 2]))
+    for label in (10, -1):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="Class labels must be"):
+            _sample_request(served, 2, labels=tf.constant(label))
 
 
 def test_float_images_are_refused_by_the_signature(loaded):
@@ -414,8 +444,16 @@ def test_cli_export(exported, tmp_path, capsys):
         f"--model_dir={model_dir}",
         f"--export_dir={tmp_path / 'serving'}",
         "--export_version=3",
+        "--max_num_samples=7",
+        "--max_batch_size=5",
     ]
     assert cli.main(args) == 0
     assert (tmp_path / "serving" / "3" / "saved_model.pb").is_file()
+    metadata = json.loads((tmp_path / "serving" / "3" / "assets.extra" / "tfp_glow.json").read_text())
+    assert (metadata["max_num_samples"], metadata["max_batch_size"]) == (7, 5)
+    served = tf.saved_model.load(str(tmp_path / "serving" / "3"))
+    assert (int(served.max_num_samples), int(served.max_batch_size)) == (7, 5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape("Received: num_samples=8")):
+        _sample_request(served, 8)
     assert cli.main(args) == 1
     assert "already exists" in capsys.readouterr().err

@@ -111,7 +111,7 @@ def export_saved_model(
         ):
             raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
     export_dir = os.fspath(export_dir)
-    os.makedirs(export_dir, exist_ok=True)
+    files.make_directories(export_dir)
     if version is None:
         version = 1 + max(_versions(export_dir), default=0)
     path = os.path.join(export_dir, str(version))
@@ -219,17 +219,17 @@ def _serving_module(model: GlowModel, max_num_samples: int, max_batch_size: int)
         return {"latents": tf.ensure_shape(latents, [None, size])}
 
     def decode_images(latents, labels):
+        images = model.decode(latents, **_labels(labels))
+        return tf.ensure_shape(images, [None, height, width, channels])
+
+    def decode(latents, labels=None):
         latents = checked(latents, [size], latent_shape_message)
         check = tf.debugging.Assert(
             tf.reduce_all(tf.math.is_finite(latents)),
             ["GlowModel.decode expects finite latents; Received: latents with NaN or Inf"],
         )
         with tf.control_dependencies([check]):
-            images = model.decode(tf.identity(latents), **_labels(labels))
-        return tf.ensure_shape(images, [None, height, width, channels])
-
-    def decode(latents, labels=None):
-        return {"images": decode_images(latents, labels)}
+            return {"images": decode_images(tf.identity(latents), labels)}
 
     def sample(num_samples, temperature, seed, labels=None):
         checks = [
@@ -255,6 +255,7 @@ def _serving_module(model: GlowModel, max_num_samples: int, max_batch_size: int)
             eps = tf.random.stateless_normal(tf.stack([num_samples, size]), seed=tf.stack([seed, 0]))
             if labels is not None:
                 labels = tf.fill([num_samples], labels)
+        # Bounded by max_num_samples alone: the latents are the graph's own, not the request's.
         return {"images": decode_images(temperature * eps, labels)}
 
     sample_specs = [

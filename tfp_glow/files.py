@@ -8,7 +8,8 @@ did. So every commit point of the package is, as databases do:
 
 `atomic_path(path)` gives the temporary path to write (by any writer that takes a path: Keras,
 h5py, SavedModel) and commits it; `write_text` and `copy_file` use it. Directories (a SavedModel)
-are committed the same way with `commit_directory`.
+are committed the same way with `commit_directory`. A folder created for them (`make_directories`)
+has its own entry synced in its parent first, so that what is committed in it stays reachable.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ import os
 import shutil
 import uuid
 
-__all__ = ["atomic_path", "commit_directory", "copy_file", "fsync_directory", "fsync_file", "write_text"]
+__all__ = [
+    "atomic_path",
+    "commit_directory",
+    "copy_file",
+    "fsync_directory",
+    "fsync_file",
+    "make_directories",
+    "write_text",
+]
 
 
 def fsync_file(path: str) -> None:
@@ -36,6 +45,23 @@ def fsync_directory(path: str) -> None:
         os.close(descriptor)
 
 
+def make_directories(path: str) -> None:
+    """Creates the folder `path` and its missing parents, each new folder's entry synced in its
+    parent (outermost first); folders that exist are left as they are."""
+    path = os.path.abspath(path)
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            if not os.path.isdir(folder):  # a file of that name; another writer's new folder is fine
+                raise
+        fsync_directory(os.path.dirname(folder))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = ""):
     """Yields a temporary path beside `path`; on a clean exit the file written there is synced,
@@ -43,7 +69,7 @@ def atomic_path(path: str, suffix: str = ""):
 
     `suffix` ends the temporary name (some writers choose the format by the extension)."""
     folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
+    make_directories(folder)
     temporary = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
     try:
         yield temporary
