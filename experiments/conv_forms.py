@@ -15,8 +15,12 @@ in ms, for:
   padded   (layers with fewer than 16 input or output channels) `tf.nn.conv2d` with the thin side
            zero-padded to 16 channels and the output sliced back: whether oneDNN runs a wider
            layer faster than the thin one
+  thin_grad  (3x3 layers with at most 8 channels on one side and more on the other)
+           `tf.nn.conv2d` forward, and the gradient on the thin side as one matrix product over the
+           9 taps: with few inputs, dL/dx = the shifted sum of g K^T ([N*H*W, O] by [O, 9C]); with
+           few outputs, dL/dK = x^T times the 9 shifted copies of g ([C, N*H*W] by [N*H*W, 9O])
 
-and checks that every form computes the same convolution.
+and checks that every form computes the same convolution, and thin_grad the same gradients.
 """
 
 from __future__ import annotations
@@ -90,6 +94,63 @@ def padded(x, k):
     return tf.nn.conv2d(x, k, 1, "SAME")[..., :o]
 
 
+THIN = 8
+
+
+def _taps(t):
+    """[N, H, W, C] -> [N, H, W, 9C]: tap (i, j) at (h, w) is t[h + i - 1, w + j - 1], 0 outside."""
+    height, width = t.shape[1], t.shape[2]
+    padded = tf.pad(t, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    return tf.concat([padded[:, i : i + height, j : j + width, :] for i in range(3) for j in range(3)], -1)
+
+
+def _sum_of_taps(z, channels):
+    """The adjoint of `_taps`: out[h, w] = sum_ij z[h - i + 1, w - j + 1, tap (i, j)]."""
+    height, width = z.shape[1], z.shape[2]
+    padded = tf.pad(z, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    pieces = [
+        padded[
+            :,
+            2 - i : 2 - i + height,
+            2 - j : 2 - j + width,
+            (3 * i + j) * channels : (3 * i + j + 1) * channels,
+        ]
+        for i in range(3)
+        for j in range(3)
+    ]
+    return tf.add_n(pieces)
+
+
+@tf.autograph.experimental.do_not_convert  # AutoGraph would turn the gradient function into a tensor
+@tf.custom_gradient
+def thin_grad(x, k):
+    c, o = k.shape[2], k.shape[3]
+
+    def gradient(g):
+        if c <= THIN:  # dL/dx by a product to the 9C taps, then their shifted sum
+            per_tap = tf.matmul(tf.reshape(g, [-1, o]), tf.reshape(k, [9 * c, o]), transpose_b=True)
+            grad_x = _sum_of_taps(tf.reshape(per_tap, [*x.shape[:3], 9 * c]), c)
+            grad_k = tf.raw_ops.Conv2DBackpropFilter(
+                input=x, filter_sizes=k.shape, out_backprop=g, strides=[1, 1, 1, 1], padding="SAME"
+            )
+        else:  # dL/dK by a product of x with the 9 shifted copies of g; tap (i', j') meets (2 - i', 2 - j')
+            products = tf.matmul(tf.reshape(x, [-1, c]), tf.reshape(_taps(g), [-1, 9 * o]), transpose_a=True)
+            grad_k = tf.reverse(tf.transpose(tf.reshape(products, [c, 3, 3, o]), [1, 2, 0, 3]), [0, 1])
+            grad_x = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=x.shape, filter=k, out_backprop=g, strides=[1, 1, 1, 1], padding="SAME"
+            )
+        return grad_x, grad_k
+
+    return conv2d(x, k), gradient
+
+
+def _gradients(fn, x, k):
+    with tf.GradientTape() as tape:
+        tape.watch([x, k])
+        loss = tf.reduce_sum(tf.sin(fn(x, k)))
+    return tape.gradient(loss, [x, k])
+
+
 def milliseconds(fn, x, k, calls=30):
     @tf.function
     def step(x, k):
@@ -114,8 +175,8 @@ def main() -> None:
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     print(f"threads per op: {threads or 'default'}; ms forward + backward, median of 30")
-    print("| layer | input | kernel | conv2d | im2col | col2im | matmul | padded |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| layer | input | kernel | conv2d | im2col | col2im | matmul | padded | thin_grad |")
+    print("|---|---|---|---|---|---|---|---|---|")
     tf.random.set_seed(0)
     for name, x_shape, k_shape in SHAPES:
         x = tf.random.normal(x_shape)
@@ -125,13 +186,21 @@ def main() -> None:
         forms.update({"matmul": matmul} if k_shape[0] == 1 else {"im2col": im2col, "col2im": col2im})
         if min(k_shape[2:]) < PAD_TO:
             forms["padded"] = padded
+        if k_shape[0] == 3 and min(k_shape[2:]) <= THIN < max(k_shape[2:]):
+            forms["thin_grad"] = thin_grad
+            for what, a, b in zip(
+                ("x", "kernel"), _gradients(thin_grad, x, k), _gradients(conv2d, x, k), strict=True
+            ):
+                error = float(tf.reduce_max(tf.abs(a - b)) / tf.reduce_max(tf.abs(b)))
+                if error > 1e-4:
+                    raise AssertionError(f"thin_grad's gradient of {what} differs by {error} at {name}")
         cells = {}
         for form, fn in forms.items():
             error = float(tf.reduce_max(tf.abs(fn(x, k) - reference)))
             if error > 1e-3:
                 raise AssertionError(f"{form} differs from conv2d by {error} at {name}")
             cells[form] = f"{milliseconds(fn, x, k):.2f}"
-        row = [cells.get(f, "") for f in ("conv2d", "im2col", "col2im", "matmul", "padded")]
+        row = [cells.get(f, "") for f in ("conv2d", "im2col", "col2im", "matmul", "padded", "thin_grad")]
         print(f"| {name} | {x_shape} | {k_shape} | " + " | ".join(row) + " |", flush=True)
 
 
