@@ -261,11 +261,12 @@ def test_wrong_image_shape_is_refused(loaded, signature, shape):
         loaded.signatures[signature](images=tf.zeros(shape, tf.uint8))
 
 
-def test_pixel_values_out_of_range_are_refused(loaded):
+@pytest.mark.parametrize("signature", ["serving_default", "encode"])
+def test_pixel_values_out_of_range_are_refused(loaded, signature):
     images = np.zeros((2, 8, 8, 1), np.uint8)
     images[1, 3, 4, 0] = 17  # digits have 17 levels: 0..16
     with pytest.raises(tf.errors.InvalidArgumentError, match="Pixel values must be < 17"):
-        loaded.signatures["serving_default"](images=tf.constant(images))
+        loaded.signatures[signature](images=tf.constant(images))
 
 
 def test_wrong_latent_size_is_refused(loaded):
@@ -395,9 +396,10 @@ def test_a_class_conditional_export_refuses_bad_labels_in_every_signature(condit
             _sample_request(served, 2, labels=tf.constant(label))
 
 
-def test_float_images_are_refused_by_the_signature(loaded):
+@pytest.mark.parametrize("signature", ["serving_default", "encode"])
+def test_float_images_are_refused_by_the_signature(loaded, signature):
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8 tensor"):
-        loaded.signatures["serving_default"](images=tf.zeros([1, 8, 8, 1], tf.float32))
+        loaded.signatures[signature](images=tf.zeros([1, 8, 8, 1], tf.float32))
 
 
 def test_n_bit_model_reduces_bits_inside_the_graph(tmp_path):
