@@ -59,12 +59,18 @@ def matmul(x, k):
     return tf.reshape(y, tf.concat([shape[:-1], [k.shape[-1]]], 0))
 
 
+def _taps(t, size=3):
+    """[N, H, W, C] -> [N, H, W, k*k*C]: tap (i, j) at (h, w) is t[h + i - p, w + j - p], 0 outside,
+    p = (k - 1) // 2."""
+    (height, width), p = t.shape[1:3], (size - 1) // 2
+    padded = tf.pad(t, [[0, 0], [p, p], [p, p], [0, 0]])
+    return tf.concat(
+        [padded[:, i : i + height, j : j + width, :] for i in range(size) for j in range(size)], -1
+    )
+
+
 def im2col(x, k):
-    size, (height, width) = k.shape[0], x.shape[1:3]
-    p = (size - 1) // 2
-    padded = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
-    taps = [padded[:, i : i + height, j : j + width, :] for i in range(size) for j in range(size)]
-    return tf.einsum("nhwc,co->nhwo", tf.concat(taps, -1), tf.reshape(k, [-1, k.shape[-1]]))
+    return tf.einsum("nhwc,co->nhwo", _taps(x, k.shape[0]), tf.reshape(k, [-1, k.shape[-1]]))
 
 
 def col2im(x, k):
@@ -95,13 +101,6 @@ def padded(x, k):
 
 
 THIN = 8
-
-
-def _taps(t):
-    """[N, H, W, C] -> [N, H, W, 9C]: tap (i, j) at (h, w) is t[h + i - 1, w + j - 1], 0 outside."""
-    height, width = t.shape[1], t.shape[2]
-    padded = tf.pad(t, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    return tf.concat([padded[:, i : i + height, j : j + width, :] for i in range(3) for j in range(3)], -1)
 
 
 def _sum_of_taps(z, channels):

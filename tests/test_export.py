@@ -379,12 +379,12 @@ def test_a_class_conditional_model_exports_with_labels(conditional):
 def test_a_class_conditional_export_refuses_bad_labels_in_every_signature(conditional):
     served, images = conditional["served"], tf.constant(conditional["images"][:2])
     latents = tf.zeros([2, 64])
-    requests = {
-        "serving_default": lambda labels: served.signatures["serving_default"](images=images, labels=labels),
-        "encode": lambda labels: served.signatures["encode"](images=images, labels=labels),
-        "decode": lambda labels: served.signatures["decode"](latents=latents, labels=labels),
-    }
-    for request in requests.values():
+    requests = [
+        lambda labels: served.signatures["serving_default"](images=images, labels=labels),
+        lambda labels: served.signatures["encode"](images=images, labels=labels),
+        lambda labels: served.signatures["decode"](latents=latents, labels=labels),
+    ]
+    for request in requests:
         with pytest.raises(tf.errors.InvalidArgumentError, match="num_classes = 10"):
             request(tf.constant([0, 10]))
         with pytest.raises(tf.errors.InvalidArgumentError, match=">= 0"):
