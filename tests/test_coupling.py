@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tests.bijector_test_util import fresh, perturb
 from tfp_glow import AffineCoupling, CouplingNetwork
-from tfp_glow.functional import conv
+from tfp_glow.functional import conv, coupling
 
 SHAPE = [2, 4, 4, 4]  # C_a = C_b = 2
 
@@ -240,3 +240,31 @@ def test_the_folded_network_equals_the_unfolded_one_with_perturbed_actnorms(shap
     expected = (conv.conv2d(h, out.kernel, edge_bias=True) + out.bias) * tf.exp(3.0 * out.logs)
     np.testing.assert_allclose(network(x).numpy(), expected.numpy(), rtol=1e-10, atol=1e-12)
     assert np.max(np.abs(expected.numpy())) > 0.1
+
+
+@pytest.mark.parametrize("shape", [[2, 3, 3, 6], [5, 2, 4, 4, 8], [4]])
+def test_split_and_deinterleave_equal_the_slices_with_their_gradients(shape):
+    x = tf.random.stateless_normal(shape, [3, 4])
+    weights = [tf.random.stateless_normal(shape[:-1] + [shape[-1] // 2], [i, 5]) for i in range(4)]
+
+    def through(pieces):
+        return sum(tf.reduce_sum(w * tf.sin(p)) for w, p in zip(weights, pieces, strict=True))
+
+    def ours(x):
+        return [*coupling.split_channels(x, shape[-1] // 2), *coupling.deinterleave_channels(x)]
+
+    def slices(x):
+        half = shape[-1] // 2
+        return [x[..., :half], x[..., half:], x[..., 0::2], x[..., 1::2]]
+
+    for fn in (
+        ours,
+        tf.function(ours, input_signature=[tf.TensorSpec([None] * (len(shape) - 1) + [shape[-1]])]),
+    ):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            got, want = fn(x), slices(x)
+            got_loss, want_loss = through(got), through(want)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(tape.gradient(got_loss, x), tape.gradient(want_loss, x))

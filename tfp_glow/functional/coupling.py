@@ -23,19 +23,42 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-__all__ = ["SCALE_FNS", "forward", "inverse", "log_scale", "merge_channels", "split_channels"]
+__all__ = [
+    "SCALE_FNS",
+    "deinterleave_channels",
+    "forward",
+    "inverse",
+    "log_scale",
+    "merge_channels",
+    "split_channels",
+]
 
 SCALE_FNS = ("sigmoid", "exp")
 
 
 def split_channels(x: tf.Tensor, channels_first_half: int) -> tuple[tf.Tensor, tf.Tensor]:
     """Splits [..., C] into the first `channels_first_half` channels and the rest."""
-    return x[..., :channels_first_half], x[..., channels_first_half:]
+    # One Split op: its gradient is one concat, where two strided slices' gradients are two
+    # zero-filled full-size tensors and their sum (a tenth of the CPU training step).
+    first, rest = tf.split(x, [channels_first_half, x.shape[-1] - channels_first_half], axis=-1)
+    return first, rest
 
 
 def merge_channels(x1: tf.Tensor, x2: tf.Tensor) -> tf.Tensor:
     """The inverse of `split_channels`."""
     return tf.concat([x1, x2], axis=-1)
+
+
+def deinterleave_channels(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(x[..., 0::2], x[..., 1::2]) of [..., C], C even, by one reshape to [..., C / 2, 2] and
+    an unstack (cheaper than two strided slices, forward and backward)."""
+    halves = [x.shape[-1] // 2, 2]
+    if x.shape[:-1].is_fully_defined():  # the common case: no shape ops to trace
+        pairs = tf.reshape(x, [*x.shape[:-1], *halves])
+    else:
+        pairs = tf.reshape(x, tf.concat([tf.shape(x)[:-1], halves], 0))
+    even, odd = tf.unstack(pairs, 2, axis=-1)
+    return even, odd
 
 
 def log_scale(h: tf.Tensor, scale_fn: str = "sigmoid", log_scale_bound: float = 3.0) -> tf.Tensor:
@@ -56,7 +79,7 @@ def shift_and_log_scale(
     elif additive:
         shift, h = out, None
     else:
-        shift, h = out[..., 0::2], out[..., 1::2]
+        shift, h = deinterleave_channels(out)
     if additive:
         return shift, None
     return shift, log_scale(h, scale_fn, log_scale_bound)

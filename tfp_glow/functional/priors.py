@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tfp_glow._checks import spatial_size
 from tfp_glow.functional import conv
-from tfp_glow.functional.coupling import merge_channels, split_channels
+from tfp_glow.functional.coupling import deinterleave_channels, merge_channels, split_channels
 
 __all__ = [
     "class_projection",
@@ -69,7 +69,7 @@ def split_prior_mean_and_log_scale(
     out = conv.in_precision(conv.zero_conv, weights, h, compute_dtype)
     if class_term is not None:
         out += class_term
-    return out[..., 0::2], out[..., 1::2]
+    return deinterleave_channels(out)
 
 
 def split_prior_forward(
