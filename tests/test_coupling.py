@@ -257,10 +257,9 @@ def test_split_and_deinterleave_equal_the_slices_with_their_gradients(shape):
         half = shape[-1] // 2
         return [x[..., :half], x[..., half:], x[..., 0::2], x[..., 1::2]]
 
-    for fn in (
-        ours,
-        tf.function(ours, input_signature=[tf.TensorSpec([None] * (len(shape) - 1) + [shape[-1]])]),
-    ):
+    leading_unknown = tf.TensorSpec([None] * (len(shape) - 1) + [shape[-1]])
+    all_unknown = tf.TensorSpec([None] * len(shape))
+    for fn in (ours, *(tf.function(ours, input_signature=[spec]) for spec in (leading_unknown, all_unknown))):
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(x)
             got, want = fn(x), slices(x)

@@ -40,7 +40,7 @@ def split_channels(x: tf.Tensor, channels_first_half: int) -> tuple[tf.Tensor, t
     """Splits [..., C] into the first `channels_first_half` channels and the rest."""
     # One Split op: its gradient is one concat, where two strided slices' gradients are two
     # zero-filled full-size tensors and their sum (a tenth of the CPU training step).
-    first, rest = tf.split(x, [channels_first_half, x.shape[-1] - channels_first_half], axis=-1)
+    first, rest = tf.split(x, [channels_first_half, -1], axis=-1)
     return first, rest
 
 
@@ -52,6 +52,8 @@ def merge_channels(x1: tf.Tensor, x2: tf.Tensor) -> tf.Tensor:
 def deinterleave_channels(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(x[..., 0::2], x[..., 1::2]) of [..., C], C even, by one reshape to [..., C / 2, 2] and
     an unstack (cheaper than two strided slices, forward and backward)."""
+    if x.shape[-1] is None:
+        return x[..., 0::2], x[..., 1::2]
     halves = [x.shape[-1] // 2, 2]
     if x.shape[:-1].is_fully_defined():  # the common case: no shape ops to trace
         pairs = tf.reshape(x, [*x.shape[:-1], *halves])
