@@ -118,8 +118,9 @@ def test_memory_efficient_training_graph_does_not_grow_with_depth():
             ops[memory_efficient, k] = _training_graph_ops(glow, images).total()
     # One loop body per level, one variable per weight of a level: K does not appear.
     assert abs(ops[True, 4] - ops[True, 1]) <= 0.01 * ops[True, 1]
-    # Unrolled, every step adds its ops (the optimizer's and the weights' own are per level).
-    assert ops[False, 4] > 1.3 * ops[False, 1]
+    # Unrolled, every step adds its ops (the optimizer's and the weights' own are per level): an
+    # ActNorm, a 1x1 convolution and a coupling, forward and backward, are well over 100 ops.
+    assert ops[False, 4] - ops[False, 1] > 3 * 100
 
 
 def test_work_on_the_weights_alone_is_done_once_per_level():
