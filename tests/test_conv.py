@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfp_glow.functional.conv import border_map, conv2d
+from tfp_glow.functional.conv import border_map, conv2d, image_conv2d, thin_conv2d
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5])
@@ -43,3 +43,70 @@ def test_border_map_of_a_dynamic_image_size():
     )
     expected = tf.nn.conv2d(tf.ones([1, 4, 6, 1], tf.float64), kernel, strides=1, padding="SAME")[0]
     np.testing.assert_allclose(compute(tf.zeros([1, 4, 6, 1], tf.float64)), expected, rtol=1e-12, atol=1e-12)
+
+
+def _conv_and_gradients(conv, x, kernel):
+    with tf.GradientTape() as tape:
+        tape.watch([x, kernel])
+        out = conv(x, kernel)
+        loss = tf.reduce_sum(tf.sin(out))
+    return [out, *tape.gradient(loss, [x, kernel])]
+
+
+@pytest.mark.parametrize(
+    "image, kernel_shape",
+    [
+        ([3, 5, 6, 2], [3, 3, 2, 16]),  # few inputs: x_a into the hidden width
+        ([3, 5, 6, 16], [3, 3, 16, 4]),  # few outputs: the hidden width into (t, h)
+        ([2, 1, 1, 3], [3, 3, 3, 12]),  # every tap but the centre off the image
+        ([2, 2, 7, 12], [3, 3, 12, 8]),
+    ],
+)
+def test_thin_conv2d_is_conv2d_with_its_gradients(image, kernel_shape):
+    x = tf.random.stateless_normal(image, [1, 1], dtype=tf.float64)
+    kernel = tf.random.stateless_normal(kernel_shape, [1, 2], dtype=tf.float64)
+    for got, want in zip(
+        _conv_and_gradients(thin_conv2d, x, kernel),
+        _conv_and_gradients(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME"), x, kernel),
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16, tf.float16])
+def test_thin_conv2d_in_low_precision_and_an_unknown_batch(dtype):
+    x = tf.random.stateless_normal([4, 6, 6, 12], [2, 1])
+    kernel = 0.1 * tf.random.stateless_normal([3, 3, 12, 4], [2, 2])
+    compute = tf.function(
+        thin_conv2d,
+        input_signature=[tf.TensorSpec([None, None, None, 12], dtype), tf.TensorSpec([3, 3, 12, 4], dtype)],
+    )
+    out = compute(tf.cast(x, dtype), tf.cast(kernel, dtype))
+    assert out.dtype == dtype and out.shape == [4, 6, 6, 4]
+    tolerance = {tf.float32: 1e-5, tf.bfloat16: 5e-2, tf.float16: 5e-3}[dtype]
+    want = tf.nn.conv2d(x, kernel, 1, "SAME")
+    np.testing.assert_allclose(tf.cast(out, tf.float32), want, rtol=tolerance, atol=tolerance)
+
+
+def _op_types(fn, *args) -> set:
+    return {op.type for op in tf.function(fn).get_concrete_function(*args).graph.get_operations()}
+
+
+@pytest.mark.parametrize(
+    "kernel_shape, thin",
+    [([3, 3, 2, 16], True), ([3, 3, 16, 4], True), ([3, 3, 2, 4], False), ([3, 3, 16, 16], False)]
+    + [([1, 1, 2, 16], False), ([5, 5, 2, 16], False)],
+)
+def test_image_conv2d_takes_the_thin_form_for_thin_3x3_kernels_on_cpu(kernel_shape, thin):
+    x = tf.zeros([2, 4, 4, kernel_shape[2]])
+    ops = _op_types(image_conv2d, x, tf.zeros(kernel_shape))
+    assert ("DepthwiseConv2dNative" in ops) == thin
+    assert ("Conv2D" in ops) == (not thin)
+
+
+def test_image_conv2d_keeps_conv2d_where_an_accelerator_is_visible(monkeypatch):
+    monkeypatch.setattr(
+        tf.config, "list_logical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else []
+    )
+    ops = _op_types(image_conv2d, tf.zeros([2, 4, 4, 2]), tf.zeros([3, 3, 2, 16]))
+    assert "Conv2D" in ops and "DepthwiseConv2dNative" not in ops

@@ -7,6 +7,19 @@ the same for every image, it is computed once per image size as a `border_map` a
 bias. `zero_conv` is the zero-initialized output convolution of the coupling networks and split
 priors, scaled by exp(3 * logs). Functions of the parameters alone take any leading axes (a level's
 stacked steps).
+
+The coupling networks' 3x3 convolutions are thin on one side: they read the 2-8 channels of x_a
+or write the 4-16 of (t, h), against a hidden width of 96-512. oneDNN, TensorFlow's CPU kernels,
+runs such layers (and most of all their gradients on the thin side) far below its speed on wide
+ones, so on CPU `image_conv2d` computes them as one matrix product on the wide side and a
+depthwise convolution on the thin side, which only moves the 9 taps into place:
+
+    few inputs:   conv(x, K) = taps(x) K_(c,tap),o         taps(x)[h, w, (c, tap ij)] = x[h+i-1, w+j-1, c]
+    few outputs:  conv(x, K)[h, w, o] = sum_ij z[h+i-1, w+j-1, (o, tap ij)],   z = x K_c,(o,tap)
+
+The same linear map (to float round-off) with the same gradients, which TensorFlow derives from
+the matrix products and depthwise convolutions; `experiments/conv_forms.py` times the forms.
+With a GPU or TPU visible, `tf.nn.conv2d` (cuDNN handles thin layers well).
 """
 
 from __future__ import annotations
@@ -17,12 +30,14 @@ import tensorflow as tf
 from tfp_glow._checks import spatial_shape
 
 __all__ = [
+    "THIN_CHANNELS",
     "in_precision",
     "border_map",
     "conv2d",
     "conv_init_params",
     "image_conv2d",
     "split_kernel",
+    "thin_conv2d",
     "with_border",
     "zero_conv",
     "zero_conv_init_params",
@@ -30,6 +45,9 @@ __all__ = [
 ]
 
 LOGSCALE_FACTOR = 3.0
+
+# A 3x3 layer with at most this many channels on one side and more on the other is 'thin'.
+THIN_CHANNELS = 8
 
 
 def conv_init_params(
@@ -101,12 +119,75 @@ def with_border(
 
 
 def image_conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
-    """'SAME' convolution without the border term, of images with any leading batch dimensions."""
+    """'SAME' convolution without the border term, of images with any leading batch dimensions;
+    thin 3x3 layers on CPU by `thin_conv2d`."""
+    conv = thin_conv2d if _is_thin(kernel) and not _accelerator_visible() else _conv2d
     if x.shape.rank == 4:  # the common case: no reshapes, fewer ops to trace
-        return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+        return conv(x, kernel)
     shape = tf.shape(x)
-    out = tf.nn.conv2d(tf.reshape(x, tf.concat([[-1], shape[-3:]], 0)), kernel, strides=1, padding="SAME")
+    out = conv(tf.reshape(x, tf.concat([[-1], shape[-3:]], 0)), kernel)
     return tf.reshape(out, tf.concat([shape[:-1], tf.shape(out)[-1:]], 0))
+
+
+def _conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+
+
+def _is_thin(kernel: tf.Tensor) -> bool:
+    size, _, inputs, outputs = kernel.shape
+    return size == 3 and min(inputs, outputs) <= THIN_CHANNELS < max(inputs, outputs)
+
+
+def _accelerator_visible() -> bool:
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
+def thin_conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """The 'SAME' 3x3 convolution of images [N, H, W, C] by `kernel` [3, 3, C, O] as a matrix
+    product on the wider side and a depthwise convolution that places the taps (see the module
+    docstring): the same map as `tf.nn.conv2d`, faster on CPU where C or O is small."""
+    _, _, inputs, outputs = kernel.shape
+    taps = tf.reshape(kernel, [9, inputs, outputs])  # tap ij = 3 i + j
+    if inputs <= outputs:  # rows (c, tap), the order of `_taps`
+        by_tap = tf.reshape(tf.transpose(taps, [1, 0, 2]), [inputs * 9, outputs])
+        return _pixelwise_matmul(_taps(x), by_tap)
+    # z[..., (o, tap ij)] = x K[i, j, :, o]; the output sums each tap of z where it lands.
+    z = _pixelwise_matmul(x, tf.reshape(tf.transpose(taps, [1, 2, 0]), [inputs, outputs * 9]))
+    shifted = tf.nn.depthwise_conv2d(z, _tap_selector(outputs * 9, 1, z.dtype), [1, 1, 1, 1], "SAME")
+    return tf.reduce_sum(_reshape_channels(shifted, [outputs, 9]), -1)
+
+
+def _taps(x: tf.Tensor) -> tf.Tensor:
+    """[N, H, W, C] -> [N, H, W, 9 C]: channel (c, tap ij) at (h, w) is x[h + i - 1, w + j - 1, c]
+    (0 outside the image)."""
+    return tf.nn.depthwise_conv2d(x, _tap_selector(x.shape[-1], 9, x.dtype), [1, 1, 1, 1], "SAME")
+
+
+def _tap_selector(channels: int, multiplier: int, dtype: tf.DType) -> tf.Tensor:
+    """The depthwise kernel [3, 3, channels, multiplier] that copies tap ij of channel c to output
+    (c, ij) (multiplier 9), or keeps of channel (o, ij) only its tap ij (multiplier 1)."""
+    selector = np.zeros([3, 3, channels, multiplier], dtype.as_numpy_dtype)
+    for tap in range(9):
+        if multiplier == 9:
+            selector[tap // 3, tap % 3, :, tap] = 1
+        else:
+            selector[tap // 3, tap % 3, tap::9, 0] = 1
+    return tf.constant(selector)
+
+
+def _pixelwise_matmul(x: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
+    """x [N, H, W, A] times `matrix` [A, B] at every pixel: [N, H, W, B]."""
+    out = tf.matmul(tf.reshape(x, [-1, matrix.shape[0]]), matrix)
+    return _reshape_channels(out, [matrix.shape[1]], like=x)
+
+
+def _reshape_channels(t: tf.Tensor, channels: list, like: tf.Tensor | None = None) -> tf.Tensor:
+    """`t` reshaped to the leading dimensions of `like` (default `t`) [N, H, W, ...] and `channels`;
+    a static shape where one is known (no shape ops to trace)."""
+    like = t if like is None else like
+    if like.shape[:3].is_fully_defined():
+        return tf.reshape(t, [*like.shape[:3], *channels])
+    return tf.reshape(t, tf.concat([tf.shape(like)[:3], channels], 0))
 
 
 def conv2d(x: tf.Tensor, kernel: tf.Tensor, edge_bias: bool = False) -> tf.Tensor:
