@@ -47,9 +47,11 @@ TensorFlow (a 2048x2048 matmul and a 3x3 convolution with 128 channels, best of
 several runs), and the achieved GFLOP/s of each training step are computed from the
 architecture's FLOP count (`train_flops`; the same useful work for the memory-efficient
 configuration, its recomputation not counted). Another worker times each convolution of
-the flow on its own, forward and backward, at its real shape (`--no-conv_floor` skips
-it): their sum is what the convolutions alone cost per step with TensorFlow's kernels,
-which separates the cost of the arithmetic at these (thin) shapes from everything else.
+the flow on its own, forward and backward, at its real shape, as the flow computes it
+(`tfp_glow.functional.conv.image_conv2d`: TensorFlow's conv2d, and on CPU the thin 3x3
+layers as a matrix product and a depthwise convolution; `--no-conv_floor` skips it): their
+sum is what the convolutions alone cost per step, which separates the cost of the
+arithmetic at these (thin) shapes from everything else.
 
 On a shared machine one process per configuration gives a noisy ratio (tfb_glow's step
 time has varied by 1.5x between runs). `--rounds=N` runs the configurations N times,
@@ -233,14 +235,16 @@ def worker_ceiling(args):
 
 
 def worker_conv_floor(args):
-    """Forward + backward time of each convolution of the flow on its own, through TF.
+    """Forward + backward time of each convolution of the flow on its own.
 
     Each layer of `conv_layers` (tfp_glow's shapes, whole batch) runs as y = conv(x, k),
-    loss = sum(y * r), gradients with respect to x and k, in a tf.function; the median
-    time times the layer's count per step, summed, is what the convolutions alone
-    cost in a training step with TensorFlow's kernels at these shapes.
+    loss = sum(y * r), gradients with respect to x and k, in a tf.function, conv the
+    flow's own (`image_conv2d`); the median time times the layer's count per step, summed,
+    is what the convolutions alone cost in a training step at these shapes.
     """
     import tensorflow as tf
+
+    from tfp_glow.functional.conv import image_conv2d
 
     result = dict(config="conv_floor", layers=[])
     batch = args.batch_size
@@ -249,10 +253,7 @@ def worker_conv_floor(args):
     def conv_step(x, k, r):
         with tf.GradientTape() as tape:
             tape.watch([x, k])
-            if k.shape[0] == 1 and k.shape[1] == 1:
-                y = tf.reshape(tf.matmul(tf.reshape(x, [-1, k.shape[2]]), k[0, 0]), tf.shape(r))
-            else:
-                y = tf.nn.conv2d(x, k, strides=1, padding="SAME")
+            y = image_conv2d(x, k)
             loss = tf.reduce_sum(y * r)
         return tape.gradient(loss, [x, k])
 
@@ -848,7 +849,8 @@ def report(args, command, started, loadavg_start, ceiling, results, loadavg_end,
     if floor and "total_s" in floor:
         add(
             f"- The convolutions alone (each layer of tfp_glow's shapes on its own, forward + backward, "
-            f"TF's kernels) take {floor['total_s'] * 1e3:.0f} ms per training step; per layer below."
+            f"as the flow computes it) take {floor['total_s'] * 1e3:.0f} ms per training step; per layer "
+            "below."
         )
         for name in (*OURS, "tfb_glow"):
             r = by_name.get(name)

@@ -19,6 +19,9 @@ in ms, for:
            `tf.nn.conv2d` forward, and the gradient on the thin side as one matrix product over the
            9 taps: with few inputs, dL/dx = the shifted sum of g K^T ([N*H*W, O] by [O, 9C]); with
            few outputs, dL/dK = x^T times the 9 shifted copies of g ([C, N*H*W] by [N*H*W, 9O])
+  thin     (the same layers) `tfp_glow.functional.conv.thin_conv2d`, the form the flow runs on
+           CPU: a matrix product on the wide side, a depthwise convolution that places the 9 taps
+           on the thin side, forward, and their gradients as TensorFlow derives them
 
 and checks that every form computes the same convolution, and thin_grad the same gradients.
 """
@@ -32,6 +35,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
+
+from tfp_glow.functional.conv import thin_conv2d  # noqa: E402
 
 SHAPES = [  # name, input [N, H, W, C], kernel [k, k, C, O]
     ("bench L0 in", [64, 14, 14, 2], [3, 3, 2, 128]),
@@ -101,6 +106,7 @@ def padded(x, k):
 
 
 THIN = 8
+FORMS = ("conv2d", "im2col", "col2im", "matmul", "padded", "thin_grad", "thin")
 
 
 def _sum_of_taps(z, channels):
@@ -174,8 +180,8 @@ def main() -> None:
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     print(f"threads per op: {threads or 'default'}; ms forward + backward, median of 30")
-    print("| layer | input | kernel | conv2d | im2col | col2im | matmul | padded | thin_grad |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| layer | input | kernel | " + " | ".join(FORMS) + " |")
+    print("|---|---|---|" + "---|" * len(FORMS))
     tf.random.set_seed(0)
     for name, x_shape, k_shape in SHAPES:
         x = tf.random.normal(x_shape)
@@ -186,20 +192,21 @@ def main() -> None:
         if min(k_shape[2:]) < PAD_TO:
             forms["padded"] = padded
         if k_shape[0] == 3 and min(k_shape[2:]) <= THIN < max(k_shape[2:]):
-            forms["thin_grad"] = thin_grad
-            for what, a, b in zip(
-                ("x", "kernel"), _gradients(thin_grad, x, k), _gradients(conv2d, x, k), strict=True
-            ):
-                error = float(tf.reduce_max(tf.abs(a - b)) / tf.reduce_max(tf.abs(b)))
-                if error > 1e-4:
-                    raise AssertionError(f"thin_grad's gradient of {what} differs by {error} at {name}")
+            forms.update(thin_grad=thin_grad, thin=thin_conv2d)
+            for form in ("thin_grad", "thin"):
+                for what, a, b in zip(
+                    ("x", "kernel"), _gradients(forms[form], x, k), _gradients(conv2d, x, k), strict=True
+                ):
+                    error = float(tf.reduce_max(tf.abs(a - b)) / tf.reduce_max(tf.abs(b)))
+                    if error > 1e-4:
+                        raise AssertionError(f"{form}'s gradient of {what} differs by {error} at {name}")
         cells = {}
         for form, fn in forms.items():
             error = float(tf.reduce_max(tf.abs(fn(x, k) - reference)))
             if error > 1e-3:
                 raise AssertionError(f"{form} differs from conv2d by {error} at {name}")
             cells[form] = f"{milliseconds(fn, x, k):.2f}"
-        row = [cells.get(f, "") for f in ("conv2d", "im2col", "col2im", "matmul", "padded", "thin_grad")]
+        row = [cells.get(f, "") for f in FORMS]
         print(f"| {name} | {x_shape} | {k_shape} | " + " | ".join(row) + " |", flush=True)
 
 

@@ -64,6 +64,20 @@ def test_strategy_supports_no_merge_call_answers():
         assert _compat.strategy_supports_no_merge_call() in (True, False)
 
 
+def test_in_xla_context_is_true_only_while_tracing_for_xla():
+    seen = []
+
+    def record(x):
+        seen.append(_compat.in_xla_context())
+        return x
+
+    tf.function(record, jit_compile=True)(tf.ones([1]))
+    tf.function(lambda x: tf.function(record)(x), jit_compile=True)(tf.ones([2]))  # a function inside one
+    tf.function(record)(tf.ones([3]))
+    record(tf.ones([1]))
+    assert seen == [True, True, False, False]
+
+
 def test_in_multi_worker_mode_answers_for_a_single_worker_strategy():
     # In its own process: a MultiWorkerMirroredStrategy configures collective ops at start-up.
     code = (

@@ -104,6 +104,17 @@ def test_image_conv2d_takes_the_thin_form_for_thin_3x3_kernels_on_cpu(kernel_sha
     assert ("Conv2D" in ops) == (not thin)
 
 
+def test_image_conv2d_keeps_conv2d_under_xla():
+    x, kernel = tf.zeros([2, 4, 4, 2]), tf.zeros([3, 3, 2, 16])
+    ops = {
+        op.type
+        for op in tf.function(image_conv2d, jit_compile=True)
+        .get_concrete_function(x, kernel)
+        .graph.get_operations()
+    }
+    assert "Conv2D" in ops and "DepthwiseConv2dNative" not in ops
+
+
 def test_image_conv2d_keeps_conv2d_where_an_accelerator_is_visible(monkeypatch):
     monkeypatch.setattr(
         tf.config, "list_logical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else []

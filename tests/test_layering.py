@@ -79,9 +79,15 @@ def test_no_module_is_part_of_an_import_cycle():
 
 
 LAYERS = {
-    "tfp_glow.functional": {"tfp_glow._checks", "tfp_glow.variables", "tfp_glow.functional"},
+    "tfp_glow.functional": {
+        "tfp_glow._checks",
+        "tfp_glow._compat",
+        "tfp_glow.variables",
+        "tfp_glow.functional",
+    },
     "tfp_glow.networks": {
         "tfp_glow._checks",
+        "tfp_glow._compat",
         "tfp_glow.variables",
         "tfp_glow.functional",
         "tfp_glow.networks",

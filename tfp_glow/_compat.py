@@ -18,6 +18,7 @@ __all__ = [
     "SwapEMAWeightsHook",
     "ema_variable_pairs",
     "in_multi_worker_mode",
+    "in_xla_context",
     "optimizer_strategy",
     "strategy_supports_no_merge_call",
 ]
@@ -79,6 +80,15 @@ def strategy_supports_no_merge_call() -> bool:
     in a `tf.cond` in the replica context); TF has no public equivalent."""
     internal = private(tf, "__internal__", "TensorFlow")
     return private(internal.distribute, "strategy_supports_no_merge_call", "TensorFlow")()
+
+
+def in_xla_context() -> bool:
+    """Whether the graph being traced (or one it is traced into) is compiled by XLA, as under
+    `tf.function(jit_compile=True)`; TF has no public equivalent. False in eager mode."""
+    from tensorflow.python.ops import control_flow_util
+
+    in_xla = private(control_flow_util, "GraphOrParentsInXlaContext", "TensorFlow")
+    return tf.inside_function() and in_xla(tf.compat.v1.get_default_graph())
 
 
 def in_multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:

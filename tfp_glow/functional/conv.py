@@ -19,7 +19,7 @@ depthwise convolution on the thin side, which only moves the 9 taps into place:
 
 The same linear map (to float round-off) with the same gradients, which TensorFlow derives from
 the matrix products and depthwise convolutions; `experiments/conv_forms.py` times the forms.
-With a GPU or TPU visible, `tf.nn.conv2d` (cuDNN handles thin layers well).
+With a GPU or TPU visible, or under XLA, `tf.nn.conv2d`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfp_glow import _compat
 from tfp_glow._checks import spatial_shape
 
 __all__ = [
@@ -121,7 +122,7 @@ def with_border(
 def image_conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """'SAME' convolution without the border term, of images with any leading batch dimensions;
     thin 3x3 layers on CPU by `thin_conv2d`."""
-    conv = thin_conv2d if _is_thin(kernel) and not _accelerator_visible() else _conv2d
+    conv = thin_conv2d if _is_thin(kernel) and _thin_form_pays() else _conv2d
     if x.shape.rank == 4:  # the common case: no reshapes, fewer ops to trace
         return conv(x, kernel)
     shape = tf.shape(x)
@@ -138,8 +139,12 @@ def _is_thin(kernel: tf.Tensor) -> bool:
     return size == 3 and min(inputs, outputs) <= THIN_CHANNELS < max(inputs, outputs)
 
 
-def _accelerator_visible() -> bool:
-    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+def _thin_form_pays() -> bool:
+    """On CPU, outside XLA: XLA's CPU convolutions and depthwise convolutions are slower than
+    oneDNN's, and the form was slower under it; accelerators run `tf.nn.conv2d` well."""
+    if _compat.in_xla_context():
+        return False
+    return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
 def thin_conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
