@@ -8,11 +8,13 @@ bias. `zero_conv` is the zero-initialized output convolution of the coupling net
 priors, scaled by exp(3 * logs). Functions of the parameters alone take any leading axes (a level's
 stacked steps).
 
-The coupling networks' 3x3 convolutions are thin on one side: they read the 2-8 channels of x_a
-or write the 4-16 of (t, h), against a hidden width of 96-512. oneDNN, TensorFlow's CPU kernels,
-runs such layers (and most of all their gradients on the thin side) far below its speed on wide
-ones, so on CPU `image_conv2d` computes them as one matrix product on the wide side and a
-depthwise convolution on the thin side, which only moves the 9 taps into place:
+A coupling network's 3x3 convolutions can be thin on one side: on grey images they read the 2-4
+channels of x_a and write the 4-8 of (t, h), against a hidden width of 96-512. oneDNN, TensorFlow's
+CPU kernels, runs such layers (and most of all their gradients on the thin side) far below its speed
+on wide ones, so on CPU `image_conv2d` computes a 3x3 layer with at most `THIN_CHANNELS` (8)
+channels on one side as one matrix product on the wide side and a depthwise convolution on the thin
+side, which only moves the 9 taps into place (from 12 channels on, `tf.nn.conv2d` was as fast or
+faster):
 
     few inputs:   conv(x, K) = taps(x) K_(c,tap),o         taps(x)[h, w, (c, tap ij)] = x[h+i-1, w+j-1, c]
     few outputs:  conv(x, K)[h, w, o] = sum_ij z[h+i-1, w+j-1, (o, tap ij)],   z = x K_c,(o,tap)
