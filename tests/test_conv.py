@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfp_glow.functional.conv import border_map, conv2d, image_conv2d, thin_conv2d
+from tfp_glow.functional.conv import apply_conv, border_map, conv2d, conv_weights, image_conv2d, thin_conv2d
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5])
@@ -121,3 +121,33 @@ def test_image_conv2d_keeps_conv2d_where_an_accelerator_is_visible(monkeypatch):
     )
     ops = _op_types(image_conv2d, tf.zeros([2, 4, 4, 2]), tf.zeros([3, 3, 2, 16]))
     assert "Conv2D" in ops and "DepthwiseConv2dNative" not in ops
+
+
+def test_image_conv2d_of_thin_kernels_with_leading_batch_dimensions():
+    x = tf.random.stateless_normal([2, 3, 4, 5, 2], [3, 1], dtype=tf.float64)
+    kernel = tf.random.stateless_normal([3, 3, 2, 16], [3, 2], dtype=tf.float64)
+    flat = tf.nn.conv2d(tf.reshape(x, [6, 4, 5, 2]), kernel, 1, "SAME")
+    np.testing.assert_allclose(
+        image_conv2d(x, kernel), tf.reshape(flat, [2, 3, 4, 5, 16]), rtol=1e-10, atol=1e-10
+    )
+
+
+def test_thin_conv2d_refuses_a_kernel_that_is_not_3x3():
+    with pytest.raises(
+        ValueError, match=r"3x3 kernel \[3, 3, C, O\]. Received: kernel shape \[1, 1, 2, 16\]"
+    ):
+        thin_conv2d(tf.zeros([1, 4, 4, 2]), tf.zeros([1, 1, 2, 16]))
+
+
+def test_conv_weights_of_stacked_thin_kernels_are_each_kernels():
+    kernels = tf.random.stateless_normal([5, 3, 3, 2, 16], [4, 1], dtype=tf.float64)
+    outputs = tf.random.stateless_normal([5, 3, 3, 16, 4], [4, 2], dtype=tf.float64)
+    x = tf.random.stateless_normal([2, 4, 4, 2], [4, 3], dtype=tf.float64)
+    h = tf.random.stateless_normal([2, 4, 4, 16], [4, 4], dtype=tf.float64)
+    stacked_in, stacked_out = conv_weights(kernels), conv_weights(outputs)
+    assert set(stacked_in) == {"of_taps"} and set(stacked_out) == {"to_taps"}
+    for k in range(5):
+        one_in = {"of_taps": stacked_in["of_taps"][k]}
+        one_out = {"to_taps": stacked_out["to_taps"][k]}
+        np.testing.assert_allclose(apply_conv(one_in, x), tf.nn.conv2d(x, kernels[k], 1, "SAME"), atol=1e-10)
+        np.testing.assert_allclose(apply_conv(one_out, h), tf.nn.conv2d(h, outputs[k], 1, "SAME"), atol=1e-10)

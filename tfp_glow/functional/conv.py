@@ -37,7 +37,9 @@ __all__ = [
     "in_precision",
     "border_map",
     "conv2d",
+    "apply_conv",
     "conv_init_params",
+    "conv_weights",
     "image_conv2d",
     "split_kernel",
     "thin_conv2d",
@@ -124,20 +126,60 @@ def with_border(
 def image_conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """'SAME' convolution without the border term, of images with any leading batch dimensions;
     thin 3x3 layers on CPU by `thin_conv2d`."""
-    conv = thin_conv2d if _is_thin(kernel) and _thin_form_pays() else _conv2d
+    return apply_conv(conv_weights(kernel), x)
+
+
+def conv_weights(kernel: tf.Tensor) -> dict:
+    """`kernel` [..., k, k, C, O] in the form `apply_conv` multiplies by: {"kernel": kernel}, or,
+    for a thin 3x3 layer where the thin form pays (CPU, outside XLA), the matrix of `thin_conv2d`:
+    {"of_taps": [..., 9 C, O]} (few inputs) or {"to_taps": [..., C, 9 O]} (few outputs). With
+    leading axes (a level's K steps) the kernels are rearranged once for all."""
+    if not (_is_thin(kernel) and _thin_form_pays()):
+        return {"kernel": kernel}
+    return _thin_weights(kernel)
+
+
+def _thin_weights(kernel: tf.Tensor) -> dict:
+    *_, inputs, outputs = kernel.shape
+    lead = kernel.shape.rank - 4
+    axes = list(range(lead))
+
+    def reshaped(t, trailing):
+        if kernel.shape[:lead].is_fully_defined():  # variables' shapes are: no shape ops to trace
+            return tf.reshape(t, [*kernel.shape[:lead], *trailing])
+        return tf.reshape(t, tf.concat([tf.shape(kernel)[:lead], trailing], 0))
+
+    taps = reshaped(kernel, [9, inputs, outputs])  # tap ij = 3 i + j
+    if inputs <= outputs:  # rows (c, tap), the order of `_taps`
+        rows = tf.transpose(taps, [*axes, lead + 1, lead, lead + 2])
+        return {"of_taps": reshaped(rows, [inputs * 9, outputs])}
+    columns = tf.transpose(taps, [*axes, lead + 1, lead + 2, lead])  # columns (o, tap)
+    return {"to_taps": reshaped(columns, [inputs, outputs * 9])}
+
+
+def apply_conv(weights: dict, x: tf.Tensor) -> tf.Tensor:
+    """The 'SAME' convolution of images [..., H, W, C] by `conv_weights(kernel)` of one layer."""
     if x.shape.rank == 4:  # the common case: no reshapes, fewer ops to trace
-        return conv(x, kernel)
+        return _apply_conv(weights, x)
     shape = tf.shape(x)
-    out = conv(tf.reshape(x, tf.concat([[-1], shape[-3:]], 0)), kernel)
+    out = _apply_conv(weights, tf.reshape(x, tf.concat([[-1], shape[-3:]], 0)))
     return tf.reshape(out, tf.concat([shape[:-1], tf.shape(out)[-1:]], 0))
 
 
-def _conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
-    return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+def _apply_conv(weights: dict, x: tf.Tensor) -> tf.Tensor:
+    if "of_taps" in weights:
+        return _pixelwise_matmul(_taps(x), weights["of_taps"])
+    if "to_taps" in weights:
+        # z[..., (o, tap ij)] = x K[i, j, :, o]; the output sums each tap of z where it lands.
+        z = _pixelwise_matmul(x, weights["to_taps"])
+        outputs = z.shape[-1] // 9
+        shifted = tf.nn.depthwise_conv2d(z, _tap_selector(outputs * 9, 1, z.dtype), [1, 1, 1, 1], "SAME")
+        return tf.reduce_sum(_reshape_channels(shifted, [outputs, 9]), -1)
+    return tf.nn.conv2d(x, weights["kernel"], strides=1, padding="SAME")
 
 
 def _is_thin(kernel: tf.Tensor) -> bool:
-    size, _, inputs, outputs = kernel.shape
+    size, _, inputs, outputs = kernel.shape[-4:]
     return size == 3 and min(inputs, outputs) <= THIN_CHANNELS < max(inputs, outputs)
 
 
@@ -152,16 +194,13 @@ def _thin_form_pays() -> bool:
 def thin_conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """The 'SAME' 3x3 convolution of images [N, H, W, C] by `kernel` [3, 3, C, O] as a matrix
     product on the wider side and a depthwise convolution that places the taps (see the module
-    docstring): the same map as `tf.nn.conv2d`, faster on CPU where C or O is small."""
-    _, _, inputs, outputs = kernel.shape
-    taps = tf.reshape(kernel, [9, inputs, outputs])  # tap ij = 3 i + j
-    if inputs <= outputs:  # rows (c, tap), the order of `_taps`
-        by_tap = tf.reshape(tf.transpose(taps, [1, 0, 2]), [inputs * 9, outputs])
-        return _pixelwise_matmul(_taps(x), by_tap)
-    # z[..., (o, tap ij)] = x K[i, j, :, o]; the output sums each tap of z where it lands.
-    z = _pixelwise_matmul(x, tf.reshape(tf.transpose(taps, [1, 2, 0]), [inputs, outputs * 9]))
-    shifted = tf.nn.depthwise_conv2d(z, _tap_selector(outputs * 9, 1, z.dtype), [1, 1, 1, 1], "SAME")
-    return tf.reduce_sum(_reshape_channels(shifted, [outputs, 9]), -1)
+    docstring), wherever it runs: the same map as `tf.nn.conv2d`, faster on CPU where C or O is
+    small."""
+    if kernel.shape.rank != 4 or kernel.shape[:2] != [3, 3]:
+        raise ValueError(
+            f"thin_conv2d takes one 3x3 kernel [3, 3, C, O]. Received: kernel shape {kernel.shape.as_list()}"
+        )
+    return _apply_conv(_thin_weights(kernel), x)
 
 
 def _taps(x: tf.Tensor) -> tf.Tensor:
@@ -212,11 +251,12 @@ def zero_conv_weights(
     edge_bias: bool,
     logscale_factor: float = LOGSCALE_FACTOR,
 ) -> dict:
-    """The image kernel, the bias with the border term ([..., H, W, O] with edge bias) and the
-    output scale exp(logscale_factor * logs) of `zero_conv`, for images of size H x W."""
+    """The image kernel (as `conv_weights`), the bias with the border term ([..., H, W, O] with
+    edge bias) and the output scale exp(logscale_factor * logs) of `zero_conv`, for images of size
+    H x W."""
     kernel, edge_kernel = split_kernel(params["kernel"], edge_bias)
     return {
-        "kernel": kernel,
+        "conv": conv_weights(kernel),
         "bias": with_border(params["bias"], edge_kernel, height, width),
         "scale": tf.exp(params["logs"] * logscale_factor),
     }
@@ -225,7 +265,7 @@ def zero_conv_weights(
 def zero_conv(weights: dict, x: tf.Tensor) -> tf.Tensor:
     """out = (conv(x, kernel) + bias) * exp(3 * logs); the factor 3 (the reference code's
     `logscale_factor`) speeds up the learning of the output scale."""
-    return (image_conv2d(x, weights["kernel"]) + weights["bias"]) * weights["scale"]
+    return (apply_conv(weights["conv"], x) + weights["bias"]) * weights["scale"]
 
 
 def in_precision(network, weights: dict, x: tf.Tensor, compute_dtype, *args, **kwargs) -> tf.Tensor:

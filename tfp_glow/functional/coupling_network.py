@@ -65,9 +65,9 @@ def weights(
     in_kernel, edge_kernel = conv.split_kernel(in_kernel, edge_bias=True)
     hidden_kernel, hidden_bias = _folded(params["conv_hidden"]["kernel"], params["actnorm_hidden"])
     return {
-        "in_kernel": in_kernel,
+        "in_conv": conv.conv_weights(in_kernel),
         "in_bias": conv.with_border(in_bias, edge_kernel, height, width),
-        "hidden_kernel": hidden_kernel,
+        "hidden_conv": conv.conv_weights(hidden_kernel),
         "hidden_bias": hidden_bias,
         "out": conv.zero_conv_weights(params["conv_out"], height, width, edge_bias=True),
         # The kernel is [3, 3, in, out] of one step, [K, 3, 3, in, out] of a level's K.
@@ -82,8 +82,8 @@ def apply(
 ) -> tf.Tensor:
     """NN(x): [..., H, W, in_channels] -> [..., H, W, out_channels]; with `dropout` > 0 and an
     int32 [2] `dropout_seed`, each hidden unit is dropped with probability `dropout`."""
-    h = tf.nn.relu(conv.image_conv2d(x, weights["in_kernel"]) + weights["in_bias"])
-    h = tf.nn.relu(conv.image_conv2d(h, weights["hidden_kernel"]) + weights["hidden_bias"])
+    h = tf.nn.relu(conv.apply_conv(weights["in_conv"], x) + weights["in_bias"])
+    h = tf.nn.relu(conv.apply_conv(weights["hidden_conv"], h) + weights["hidden_bias"])
     if dropout > 0 and dropout_seed is not None:
         seed = tf.random.experimental.stateless_fold_in(dropout_seed, weights["dropout_salt"])
         h = tf.nn.experimental.stateless_dropout(h, dropout, seed)
