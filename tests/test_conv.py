@@ -97,7 +97,8 @@ def _op_types(fn, *args) -> set:
     [([3, 3, 2, 16], True), ([3, 3, 16, 4], True), ([3, 3, 2, 4], False), ([3, 3, 16, 16], False)]
     + [([1, 1, 2, 16], False), ([5, 5, 2, 16], False)],
 )
-def test_image_conv2d_takes_the_thin_form_for_thin_3x3_kernels_on_cpu(kernel_shape, thin):
+def test_image_conv2d_takes_the_thin_form_for_thin_3x3_kernels_on_cpu(kernel_shape, thin, monkeypatch):
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [])  # a CPU-only machine
     x = tf.zeros([2, 4, 4, kernel_shape[2]])
     ops = _op_types(image_conv2d, x, tf.zeros(kernel_shape))
     assert ("DepthwiseConv2dNative" in ops) == thin
@@ -139,7 +140,8 @@ def test_thin_conv2d_refuses_a_kernel_that_is_not_3x3():
         thin_conv2d(tf.zeros([1, 4, 4, 2]), tf.zeros([1, 1, 2, 16]))
 
 
-def test_conv_weights_of_stacked_thin_kernels_are_each_kernels():
+def test_conv_weights_of_stacked_thin_kernels_are_each_kernels(monkeypatch):
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [])  # a CPU-only machine
     kernels = tf.random.stateless_normal([5, 3, 3, 2, 16], [4, 1], dtype=tf.float64)
     outputs = tf.random.stateless_normal([5, 3, 3, 16, 4], [4, 2], dtype=tf.float64)
     x = tf.random.stateless_normal([2, 4, 4, 2], [4, 3], dtype=tf.float64)
@@ -151,3 +153,13 @@ def test_conv_weights_of_stacked_thin_kernels_are_each_kernels():
         one_out = {"to_taps": stacked_out["to_taps"][k]}
         np.testing.assert_allclose(apply_conv(one_in, x), tf.nn.conv2d(x, kernels[k], 1, "SAME"), atol=1e-10)
         np.testing.assert_allclose(apply_conv(one_out, h), tf.nn.conv2d(h, outputs[k], 1, "SAME"), atol=1e-10)
+
+
+def test_thin_form_with_an_unknown_channel_count(monkeypatch):
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [])  # a CPU-only machine
+    kernel = tf.random.stateless_normal([3, 3, 2, 16], [5, 1])
+    compute = tf.function(
+        lambda x: apply_conv(conv_weights(kernel), x), input_signature=[tf.TensorSpec([None] * 4)]
+    )
+    x = tf.random.stateless_normal([2, 4, 5, 2], [5, 2])
+    np.testing.assert_allclose(compute(x), tf.nn.conv2d(x, kernel, 1, "SAME"), atol=1e-5)

@@ -85,8 +85,13 @@ def strategy_supports_no_merge_call() -> bool:
 def in_xla_context() -> bool:
     """Whether the graph being traced (or one it is traced into) is compiled by XLA, as under
     `tf.function(jit_compile=True)`; TF has no public equivalent. False in eager mode."""
-    from tensorflow.python.ops import control_flow_util
-
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError as error:
+        raise PrivateAPIError(
+            f"tfp-glow needs TensorFlow's private control_flow_util ({error}); "
+            f"it was tested with {TESTED_WITH}."
+        ) from None
     in_xla = private(control_flow_util, "GraphOrParentsInXlaContext", "TensorFlow")
     return tf.inside_function() and in_xla(tf.compat.v1.get_default_graph())
 
