@@ -137,6 +137,10 @@ def test_keras_builds_from_the_models_own_batch_under_a_strategy():
 def test_a_missing_private_api_is_named_in_the_error():
     with pytest.raises(_compat.PrivateAPIError, match=r"Keras's private `object._nowhere`.*tested with"):
         _compat.private(object(), "_nowhere", "Keras")
+    with pytest.raises(
+        _compat.PrivateAPIError, match=r"TensorFlow's private `tensorflow.python.nowhere`.*tested"
+    ):
+        _compat.private_module("tensorflow.python.nowhere", "TensorFlow")
 
 
 # TFP's documented subclass hooks of tfb.Bijector (its "implement these" methods).

@@ -8,6 +8,8 @@ Tested with TensorFlow 2.21, TensorFlow Probability 0.25 and Keras 3.15.
 
 from __future__ import annotations
 
+import importlib
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -42,16 +44,20 @@ def private(owner, name: str, library: str):
         ) from None
 
 
+def private_module(name: str, library: str):
+    """The module `name` of `library`, or a PrivateAPIError naming it when it cannot be imported."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise PrivateAPIError(
+            f"tfp-glow needs {library}'s private `{name}` ({error}); it was tested with {TESTED_WITH}."
+        ) from None
+
+
 def _greedy_cache():
     # TFP's cache that stores the results of both directions from one pass (as tfb.FFJORD uses it):
     # Glow's networks then run once for log_prob, not once for the output and again for the log-det.
-    try:
-        from tensorflow_probability.python.internal import cache_util
-    except ImportError as error:
-        raise PrivateAPIError(
-            f"tfp-glow needs TensorFlow Probability's private cache_util ({error}); "
-            f"it was tested with {TESTED_WITH}."
-        ) from None
+    cache_util = private_module("tensorflow_probability.python.internal.cache_util", "TensorFlow Probability")
     cache = private(cache_util, "BijectorCacheWithGreedyAttrs", "TensorFlow Probability")
     return cache(forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
@@ -85,13 +91,7 @@ def strategy_supports_no_merge_call() -> bool:
 def in_xla_context() -> bool:
     """Whether the graph being traced (or one it is traced into) is compiled by XLA, as under
     `tf.function(jit_compile=True)`; TF has no public equivalent. False in eager mode."""
-    try:
-        from tensorflow.python.ops import control_flow_util
-    except ImportError as error:
-        raise PrivateAPIError(
-            f"tfp-glow needs TensorFlow's private control_flow_util ({error}); "
-            f"it was tested with {TESTED_WITH}."
-        ) from None
+    control_flow_util = private_module("tensorflow.python.ops.control_flow_util", "TensorFlow")
     in_xla = private(control_flow_util, "GraphOrParentsInXlaContext", "TensorFlow")
     return tf.inside_function() and in_xla(tf.compat.v1.get_default_graph())
 
