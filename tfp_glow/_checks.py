@@ -10,6 +10,7 @@ __all__ = [
     "check_dropout",
     "check_image",
     "check_int",
+    "reshape_leading",
     "spatial_shape",
     "spatial_size",
 ]
@@ -56,6 +57,14 @@ def spatial_shape(x: tf.Tensor) -> tuple:
     """(H, W) of images [..., H, W, C]: Python ints where static, else scalar tensors."""
     dynamic = tf.shape(x)
     return tuple(x.shape[i] if x.shape[i] is not None else dynamic[i] for i in (-3, -2))
+
+
+def reshape_leading(t: tf.Tensor, like: tf.Tensor, leading: int, trailing: list) -> tf.Tensor:
+    """`t` reshaped to the first `leading` dimensions of `like` followed by `trailing`: a static
+    shape where those are known (no shape ops to trace), else read at run time."""
+    if like.shape[:leading].is_fully_defined():
+        return tf.reshape(t, [*like.shape[:leading], *trailing])
+    return tf.reshape(t, tf.concat([tf.shape(like)[:leading], trailing], 0))
 
 
 def batch_shape_of(x: tf.Tensor) -> tf.Tensor:

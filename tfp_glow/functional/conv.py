@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_glow import _compat
-from tfp_glow._checks import spatial_shape
+from tfp_glow._checks import reshape_leading, spatial_shape
 
 __all__ = [
     "THIN_CHANNELS",
@@ -143,18 +143,12 @@ def _thin_weights(kernel: tf.Tensor) -> dict:
     *_, inputs, outputs = kernel.shape
     lead = kernel.shape.rank - 4
     axes = list(range(lead))
-
-    def reshaped(t, trailing):
-        if kernel.shape[:lead].is_fully_defined():  # variables' shapes are: no shape ops to trace
-            return tf.reshape(t, [*kernel.shape[:lead], *trailing])
-        return tf.reshape(t, tf.concat([tf.shape(kernel)[:lead], trailing], 0))
-
-    taps = reshaped(kernel, [9, inputs, outputs])  # tap ij = 3 i + j
+    taps = reshape_leading(kernel, kernel, lead, [9, inputs, outputs])  # tap ij = 3 i + j
     if inputs <= outputs:  # rows (c, tap), the order of `_taps`
         rows = tf.transpose(taps, [*axes, lead + 1, lead, lead + 2])
-        return {"of_taps": reshaped(rows, [inputs * 9, outputs])}
+        return {"of_taps": reshape_leading(rows, kernel, lead, [inputs * 9, outputs])}
     columns = tf.transpose(taps, [*axes, lead + 1, lead + 2, lead])  # columns (o, tap)
-    return {"to_taps": reshaped(columns, [inputs, outputs * 9])}
+    return {"to_taps": reshape_leading(columns, kernel, lead, [inputs, outputs * 9])}
 
 
 def apply_conv(weights: dict, x: tf.Tensor) -> tf.Tensor:
@@ -174,7 +168,7 @@ def _apply_conv(weights: dict, x: tf.Tensor) -> tf.Tensor:
         z = _pixelwise_matmul(x, weights["to_taps"])
         outputs = z.shape[-1] // 9
         shifted = tf.nn.depthwise_conv2d(z, _tap_selector(outputs * 9, 1, z.dtype), [1, 1, 1, 1], "SAME")
-        return tf.reduce_sum(_reshape_channels(shifted, [outputs, 9]), -1)
+        return tf.reduce_sum(reshape_leading(shifted, shifted, 3, [outputs, 9]), -1)
     return tf.nn.conv2d(x, weights["kernel"], strides=1, padding="SAME")
 
 
@@ -224,16 +218,7 @@ def _tap_selector(channels: int, multiplier: int, dtype: tf.DType) -> tf.Tensor:
 def _pixelwise_matmul(x: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
     """x [N, H, W, A] times `matrix` [A, B] at every pixel: [N, H, W, B]."""
     out = tf.matmul(tf.reshape(x, [-1, matrix.shape[0]]), matrix)
-    return _reshape_channels(out, [matrix.shape[1]], like=x)
-
-
-def _reshape_channels(t: tf.Tensor, channels: list, like: tf.Tensor | None = None) -> tf.Tensor:
-    """`t` reshaped to the leading dimensions of `like` (default `t`) [N, H, W, ...] and `channels`;
-    a static shape where one is known (no shape ops to trace)."""
-    like = t if like is None else like
-    if like.shape[:3].is_fully_defined():
-        return tf.reshape(t, [*like.shape[:3], *channels])
-    return tf.reshape(t, tf.concat([tf.shape(like)[:3], channels], 0))
+    return reshape_leading(out, x, 3, [matrix.shape[1]])
 
 
 def conv2d(x: tf.Tensor, kernel: tf.Tensor, edge_bias: bool = False) -> tf.Tensor:

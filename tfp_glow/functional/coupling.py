@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from tfp_glow._checks import reshape_leading
+
 __all__ = [
     "SCALE_FNS",
     "deinterleave_channels",
@@ -54,11 +56,7 @@ def deinterleave_channels(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     an unstack (cheaper than two strided slices, forward and backward)."""
     if x.shape[-1] is None:
         return x[..., 0::2], x[..., 1::2]
-    halves = [x.shape[-1] // 2, 2]
-    if x.shape[:-1].is_fully_defined():  # the common case: no shape ops to trace
-        pairs = tf.reshape(x, [*x.shape[:-1], *halves])
-    else:
-        pairs = tf.reshape(x, tf.concat([tf.shape(x)[:-1], halves], 0))
+    pairs = reshape_leading(x, x, x.shape.rank - 1, [x.shape[-1] // 2, 2])
     even, odd = tf.unstack(pairs, 2, axis=-1)
     return even, odd
 
